@@ -1,0 +1,56 @@
+# SmartStart Core. `make run` and `make test` bootstrap everything they need into .venv.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test gen check-gen lint typecheck buf bench clean release-image
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Start the server; with DATABASE_URL unset it runs an embedded PostgreSQL under .data/.
+run: $(STAMP)
+	$(BIN)/smartstart serve
+
+## Run the test suite (embedded PostgreSQL, or the server DATABASE_URL names).
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Regenerate stubs and the descriptor set from proto/.
+gen: $(STAMP)
+	PYTHON=$(PY) bash scripts/gen_protos.sh
+
+## Fail when the committed generated code differs from a fresh generation.
+check-gen: gen
+	git diff --exit-code -- clients/ || (echo "generated code is stale: run make gen and commit" && exit 1)
+	test -z "$$(git status --porcelain -- clients/)" || (git status --porcelain -- clients/; echo "untracked generated files" && exit 1)
+
+lint: $(STAMP)
+	$(BIN)/ruff check server tests bench migrations scripts
+	$(BIN)/ruff format --check server tests bench migrations scripts
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+buf: $(STAMP)
+	$(PY) scripts/protodeps.py .build/protodeps
+	$(BIN)/buf lint
+	$(BIN)/buf format proto -d --exit-code
+	$(BIN)/buf breaking --against proto/released.binpb
+
+## Record the current API as the released image `buf breaking` compares against.
+release-image: $(STAMP)
+	$(PY) scripts/protodeps.py .build/protodeps
+	$(BIN)/buf build -o proto/released.binpb
+
+## Benchmarks (QUICK=1 for a run under a minute).
+bench: $(STAMP)
+	$(PY) -m bench $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf .build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""Process configuration, read once from environment variables.
+
+Every variable is documented in the README's configuration table; keep the two in step.
+Business parameters (caps, rates, limits) are not here: they live in `system_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name)
+    return int(raw) if raw else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name)
+    return float(raw) if raw else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name).lower()
+    if not raw:
+        return default
+    return raw in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Network
+    grpc_addr: str = "0.0.0.0:50051"  # noqa: S104 - a server listens on all interfaces by default
+    metrics_addr: str = ""  # "host:port" for the Prometheus exporter; empty disables it
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""  # set to require mutual TLS
+    max_concurrent_rpcs: int = 1000
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_connection_age_s: int = 300
+    shutdown_grace_s: float = 15.0
+
+    # Database
+    database_url: str = ""  # empty: start an embedded PostgreSQL under data_dir
+    data_dir: Path = field(default_factory=lambda: Path(".data"))
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
+    db_statement_cache: bool = True  # turn off behind PgBouncer in transaction mode
+
+    # Auth (JWT bearer tokens)
+    jwt_public_key_file: str = ""  # PEM public key (ES256/RS256)
+    jwt_jwks_file: str = ""  # JWKS JSON file; keys picked by `kid`
+    jwt_dev_secret: str = ""  # HS256 secret, local development only
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_leeway_s: int = 30
+
+    # Rate limits (per replica, per principal or peer)
+    rate_limit_anonymous: int = 100
+    rate_limit_authenticated: int = 1000
+    rate_limit_window_s: int = 900
+
+    # Secrets and storage
+    secret_key: str = ""  # signs page tokens; empty derives a per-process key (dev only)
+    blob_dir: Path = field(default_factory=lambda: Path(".data/blobs"))
+    blob_encryption_key: str = ""  # base64 32-byte AES-GCM key; empty stores plaintext
+    signing_key_file: str = ""  # PEM ECDSA P-256 private key for checkpoints and certificates
+
+    # Jobs and logging
+    jobs_enabled: bool = True
+    log_level: str = "info"
+    log_json: bool = True
+
+    @property
+    def embedded_db(self) -> bool:
+        return not self.database_url
+
+
+def load_settings() -> Settings:
+    data_dir = Path(_env("SMARTSTART_DATA_DIR", ".data"))
+    return Settings(
+        grpc_addr=_env("SMARTSTART_GRPC_ADDR", "0.0.0.0:50051"),  # noqa: S104
+        metrics_addr=_env("SMARTSTART_METRICS_ADDR"),
+        tls_cert_file=_env("SMARTSTART_TLS_CERT_FILE"),
+        tls_key_file=_env("SMARTSTART_TLS_KEY_FILE"),
+        tls_client_ca_file=_env("SMARTSTART_TLS_CLIENT_CA_FILE"),
+        max_concurrent_rpcs=_env_int("SMARTSTART_MAX_CONCURRENT_RPCS", 1000),
+        max_message_bytes=_env_int("SMARTSTART_MAX_MESSAGE_BYTES", 8 * 1024 * 1024),
+        max_connection_age_s=_env_int("SMARTSTART_MAX_CONNECTION_AGE_S", 300),
+        shutdown_grace_s=_env_float("SMARTSTART_SHUTDOWN_GRACE_S", 15.0),
+        database_url=_env("DATABASE_URL"),
+        data_dir=data_dir,
+        db_pool_size=_env_int("SMARTSTART_DB_POOL_SIZE", 20),
+        db_max_overflow=_env_int("SMARTSTART_DB_MAX_OVERFLOW", 10),
+        db_statement_cache=_env_bool("SMARTSTART_DB_STATEMENT_CACHE", True),
+        jwt_public_key_file=_env("SMARTSTART_JWT_PUBLIC_KEY_FILE"),
+        jwt_jwks_file=_env("SMARTSTART_JWT_JWKS_FILE"),
+        jwt_dev_secret=_env("SMARTSTART_JWT_DEV_SECRET"),
+        jwt_issuer=_env("SMARTSTART_JWT_ISSUER"),
+        jwt_audience=_env("SMARTSTART_JWT_AUDIENCE"),
+        jwt_leeway_s=_env_int("SMARTSTART_JWT_LEEWAY_S", 30),
+        rate_limit_anonymous=_env_int("SMARTSTART_RATE_LIMIT_ANONYMOUS", 100),
+        rate_limit_authenticated=_env_int("SMARTSTART_RATE_LIMIT_AUTHENTICATED", 1000),
+        rate_limit_window_s=_env_int("SMARTSTART_RATE_LIMIT_WINDOW_S", 900),
+        secret_key=_env("SMARTSTART_SECRET_KEY"),
+        blob_dir=Path(_env("SMARTSTART_BLOB_DIR", str(data_dir / "blobs"))),
+        blob_encryption_key=_env("SMARTSTART_BLOB_ENCRYPTION_KEY"),
+        signing_key_file=_env("SMARTSTART_SIGNING_KEY_FILE"),
+        jobs_enabled=_env_bool("SMARTSTART_JOBS_ENABLED", True),
+        log_level=_env("SMARTSTART_LOG_LEVEL", "info"),
+        log_json=_env_bool("SMARTSTART_LOG_JSON", True),
+    )

@@ -1,0 +1,128 @@
+"""Domain errors and the one table that maps them to gRPC status codes.
+
+Services raise these; the error interceptor turns them into a status with google.rpc
+details (ErrorInfo with an UPPER_SNAKE reason, BadRequest, RetryInfo). Nothing else in
+the code base chooses a status code. Unexpected exceptions become INTERNAL with no text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import grpc
+
+ERROR_DOMAIN = "smartstart.core"
+
+
+class Reason(StrEnum):
+    """ErrorInfo reasons clients can branch on (documented in the README)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RATE_LIMITED = "RATE_LIMITED"
+    KYC_REQUIRED = "KYC_REQUIRED"
+    REPUTATION_TOO_LOW = "REPUTATION_TOO_LOW"
+    DEVICE_NOT_COMPLIANT = "DEVICE_NOT_COMPLIANT"
+    DAILY_CAP_REACHED = "DAILY_CAP_REACHED"
+    DAILY_LIMIT_REACHED = "DAILY_LIMIT_REACHED"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+    INSUFFICIENT_LOCK = "INSUFFICIENT_LOCK"
+    WINDOW_NOT_OPEN = "WINDOW_NOT_OPEN"
+    POOL_EXHAUSTED = "POOL_EXHAUSTED"
+    BELOW_MINIMUM = "BELOW_MINIMUM"
+    INVALID_STATE = "INVALID_STATE"
+    LEGAL_HOLD = "LEGAL_HOLD"
+    CHECKSUM_MISMATCH = "CHECKSUM_MISMATCH"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    TOO_LARGE = "TOO_LARGE"
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    CONCURRENT_MODIFICATION = "CONCURRENT_MODIFICATION"
+    NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+@dataclass(eq=False)
+class DomainError(Exception):
+    """Base of every expected failure. Subclasses fix the status code."""
+
+    message: str
+    reason: Reason | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    violations: tuple[FieldViolation, ...] = ()
+    retry_after_s: float | None = None
+
+    code = grpc.StatusCode.UNKNOWN
+    default_reason = Reason.INVALID_ARGUMENT
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    @property
+    def effective_reason(self) -> Reason:
+        return self.reason or self.default_reason
+
+
+class InvalidArgument(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    default_reason = Reason.INVALID_ARGUMENT
+
+    @classmethod
+    def field(cls, name: str, description: str, reason: Reason | None = None) -> InvalidArgument:
+        return cls(
+            f"{name}: {description}", reason=reason, violations=(FieldViolation(name, description),)
+        )
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+    default_reason = Reason.NOT_FOUND
+
+
+class AlreadyExists(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    default_reason = Reason.ALREADY_EXISTS
+
+
+class IdempotencyConflict(AlreadyExists):
+    default_reason = Reason.IDEMPOTENCY_CONFLICT
+
+
+class FailedPrecondition(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = Reason.INVALID_STATE
+
+
+class PermissionDenied(DomainError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_reason = Reason.PERMISSION_DENIED
+
+
+class Unauthenticated(DomainError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = Reason.UNAUTHENTICATED
+
+
+class ResourceExhausted(DomainError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = Reason.RATE_LIMITED
+
+
+class Aborted(DomainError):
+    code = grpc.StatusCode.ABORTED
+    default_reason = Reason.CONCURRENT_MODIFICATION
+
+
+class Unimplemented(DomainError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+    default_reason = Reason.NOT_IMPLEMENTED
