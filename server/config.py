@@ -35,7 +35,7 @@ def _env_bool(name: str, default: bool) -> bool:
 @dataclass(frozen=True, slots=True)
 class Settings:
     # Network
-    grpc_addr: str = "0.0.0.0:50051"  # noqa: S104 - a server listens on all interfaces by default
+    grpc_addr: str = "0.0.0.0:50051"
     metrics_addr: str = ""  # "host:port" for the Prometheus exporter; empty disables it
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -84,7 +84,7 @@ class Settings:
 def load_settings() -> Settings:
     data_dir = Path(_env("SMARTSTART_DATA_DIR", ".data"))
     return Settings(
-        grpc_addr=_env("SMARTSTART_GRPC_ADDR", "0.0.0.0:50051"),  # noqa: S104
+        grpc_addr=_env("SMARTSTART_GRPC_ADDR", "0.0.0.0:50051"),
         metrics_addr=_env("SMARTSTART_METRICS_ADDR"),
         tls_cert_file=_env("SMARTSTART_TLS_CERT_FILE"),
         tls_key_file=_env("SMARTSTART_TLS_KEY_FILE"),

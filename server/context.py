@@ -24,7 +24,7 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    """Per-call context. `request_id` traces the call (x-request-id), it is not an idempotency key."""
+    """Per-call context. `request_id` traces the call (x-request-id); it is no idempotency key."""
 
     request_id: str
     principal: Principal | None = None
@@ -34,4 +34,6 @@ class RequestContext:
         return self.principal.user_id if self.principal else None
 
 
-SYSTEM_CONTEXT = RequestContext(request_id="job", principal=Principal("system", frozenset({ROLE_SYSTEM})))
+SYSTEM_CONTEXT = RequestContext(
+    request_id="job", principal=Principal("system", frozenset({ROLE_SYSTEM}))
+)
