@@ -1,0 +1,58 @@
+"""Ops tables: job runs and business settings."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.db.base import Base, created_at, one_of, updated_at, uuid_pk
+
+JOB_TRIGGERS = ("SCHEDULE", "MANUAL")
+JOB_OUTCOMES = ("RUNNING", "SUCCEEDED", "FAILED", "SKIPPED")
+
+
+class JobRun(Base):
+    """One run of a job. A keyed run (e.g. the daily job's date) succeeds at most once."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (
+        one_of("trigger", JOB_TRIGGERS, "trigger"),
+        one_of("outcome", JOB_OUTCOMES, "outcome"),
+        Index(
+            "uq_job_runs_succeeded_key",
+            "job",
+            "run_key",
+            unique=True,
+            postgresql_where=text("outcome = 'SUCCEEDED' AND run_key IS NOT NULL"),
+        ),
+        Index("ix_job_runs_job_started", "job", text("started_at DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    job: Mapped[str]
+    run_key: Mapped[str | None]
+    trigger: Mapped[str]
+    instance: Mapped[str] = mapped_column(server_default="")
+    started_at: Mapped[datetime] = created_at()
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(server_default="RUNNING")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    error: Mapped[str | None]
+    triggered_by: Mapped[str | None]  # actor id of a MANUAL run
+
+
+class SystemSetting(Base):
+    """A business parameter (defaults in server/settings_defaults.py), changed via the API."""
+
+    __tablename__ = "system_settings"
+
+    key: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONB)
+    description: Mapped[str] = mapped_column(server_default="")
+    updated_at: Mapped[datetime] = updated_at()
+    updated_by: Mapped[str | None]
