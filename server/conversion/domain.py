@@ -1,0 +1,162 @@
+"""Conversion rules (SPEC "Conversion to equity"): pure functions only.
+
+Equity is integer basis points (bp); a window's `equity_rate_bps` is bp of venture equity per
+10,000 BUZ. Granting floors (the user never gets more equity than paid for) and locking
+ceils (only the BUZ needed for the granted bp is locked), both with integer arithmetic.
+
+Window time model: a window is OPEN on the half-open interval [opens_at, closes_at). The
+quarter window therefore closes at the first instant of the following quarter, which is the
+instant its "last instant" ends; consecutive quarterly windows touch without a gap or an
+overlap and no sub-second "23:59:59.999999" value is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from server.errors import InvalidArgument, Reason
+
+BPS_PER_UNIT = 10_000  # rate is bp per 10,000 BUZ
+MAX_RATE_BPS = 10_000
+
+
+def _check_rate(rate_bps: int) -> None:
+    """1..10,000 bp per 10,000 BUZ (at most 1 bp per BUZ).
+
+    The upper bound is what makes locking exact: with rate ≤ 10,000, locking
+    ceil(bp × 10,000 / rate) BUZ grants exactly bp again (see buz_to_lock).
+    """
+    if not 1 <= rate_bps <= MAX_RATE_BPS:
+        raise ValueError(f"equity rate must be in [1, {MAX_RATE_BPS}] bp, got {rate_bps}")
+
+
+def granted_bp(buz: int, rate_bps: int) -> int:
+    """SPEC: "Granted bp = floor(N × rate / 10,000)"."""
+    _check_rate(rate_bps)
+    if buz < 0:
+        raise ValueError("buz must be >= 0")
+    return (buz * rate_bps) // BPS_PER_UNIT
+
+
+def buz_to_lock(bp: int, rate_bps: int) -> int:
+    """SPEC: "only the BUZ needed for the granted bp, ceil(bp × 10,000 / rate), is locked".
+
+    Properties (rate in 1..10,000): granted_bp(buz_to_lock(bp)) == bp, and for any N,
+    buz_to_lock(granted_bp(N)) ≤ N, so the lock never exceeds what the user asked for.
+    """
+    _check_rate(rate_bps)
+    if bp < 0:
+        raise ValueError("bp must be >= 0")
+    return -((-bp * BPS_PER_UNIT) // rate_bps)
+
+
+def min_buz_for_one_bp(rate_bps: int) -> int:
+    """The smallest request that grants anything: ceil(10,000 / rate)."""
+    return buz_to_lock(1, rate_bps)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionPlan:
+    granted_bp: int
+    buz_locked: int
+
+
+def plan_conversion(requested_buz: int, rate_bps: int) -> ConversionPlan:
+    """What a request for N BUZ grants and locks; 0 bp is an error stating the minimum.
+
+    SPEC: "0 bp is INVALID_ARGUMENT stating the minimum" → InvalidArgument with reason
+    BELOW_MINIMUM and metadata min_buz (a BadRequest field violation on `buz`).
+    """
+    if requested_buz <= 0:
+        raise InvalidArgument.field("buz", "must be positive", reason=Reason.BELOW_MINIMUM)
+    bp = granted_bp(requested_buz, rate_bps)
+    if bp == 0:
+        minimum = min_buz_for_one_bp(rate_bps)
+        error = InvalidArgument.field(
+            "buz",
+            f"{requested_buz} BUZ grants 0 bp at {rate_bps} bp per 10,000 BUZ; "
+            f"the minimum is {minimum} BUZ",
+            reason=Reason.BELOW_MINIMUM,
+        )
+        error.metadata["min_buz"] = str(minimum)
+        raise error
+    return ConversionPlan(granted_bp=bp, buz_locked=buz_to_lock(bp, rate_bps))
+
+
+# --- windows ------------------------------------------------------------------------------
+
+
+class WindowStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+    FINALIZED = "FINALIZED"
+
+
+def _utc(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def quarter_start(now: datetime) -> datetime:
+    """First instant (UTC) of the calendar quarter containing `now`."""
+    now = _utc(now, "now")
+    return datetime(now.year, 3 * ((now.month - 1) // 3) + 1, 1, tzinfo=UTC)
+
+
+def next_quarter_start(now: datetime) -> datetime:
+    """First instant (UTC) of the calendar quarter after the one containing `now`."""
+    start = quarter_start(now)
+    if start.month == 10:
+        return datetime(start.year + 1, 1, 1, tzinfo=UTC)
+    return datetime(start.year, start.month + 3, 1, tzinfo=UTC)
+
+
+def quarter_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """(opens_at, closes_at) of the window for the next calendar quarter, half-open.
+
+    SPEC: "a SCHEDULED window for the next calendar quarter (opens at its first instant
+    UTC, closes at its last)". opens_at is the first instant of the quarter after the one
+    containing `now`; closes_at is the first instant of the quarter after that, i.e. the
+    end of the quarter's last instant (window OPEN on [opens_at, closes_at)). At exactly a
+    quarter's first instant, `now` is in that quarter, so the result is the one after.
+    2026-11-15 → (2027-01-01T00:00Z, 2027-04-01T00:00Z).
+    """
+    opens_at = next_quarter_start(now)
+    return opens_at, next_quarter_start(opens_at)
+
+
+def validate_window(opens_at: datetime, closes_at: datetime) -> None:
+    """A window must open before it closes (both timezone-aware)."""
+    if _utc(closes_at, "closes_at") <= _utc(opens_at, "opens_at"):
+        raise InvalidArgument.field("closes_at", "must be after opens_at")
+
+
+def window_status_at(
+    status: WindowStatus, opens_at: datetime, closes_at: datetime, now: datetime
+) -> WindowStatus:
+    """The status time moves a window to: SCHEDULED → OPEN at opens_at, OPEN → CLOSED at
+    closes_at (SPEC: "moved by time (the 15-minute job) and by the board (finalize)").
+
+    Both boundaries are inclusive of the transition instant (OPEN on [opens_at, closes_at)).
+    A SCHEDULED window whose whole interval has passed (the job did not run) goes straight
+    to CLOSED. Time never moves a window backwards, and CLOSED → FINALIZED is the board's
+    decision, never time's, so CLOSED and FINALIZED are returned unchanged.
+    """
+    now = _utc(now, "now")
+    if status in (WindowStatus.CLOSED, WindowStatus.FINALIZED):
+        return status
+    if now >= _utc(closes_at, "closes_at"):
+        return WindowStatus.CLOSED
+    if now >= _utc(opens_at, "opens_at"):
+        return WindowStatus.OPEN
+    return status
+
+
+def rate_changeable(status: WindowStatus, opens_at: datetime, now: datetime) -> bool:
+    """SPEC: "the board may change a window's rate until it opens": SCHEDULED and before
+    opens_at (a SCHEDULED window the job has not opened yet is already open by time)."""
+    return status == WindowStatus.SCHEDULED and _utc(now, "now") < _utc(opens_at, "opens_at")
