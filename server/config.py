@@ -43,6 +43,9 @@ class Settings:
     max_concurrent_rpcs: int = 1000
     max_message_bytes: int = 8 * 1024 * 1024
     max_connection_age_s: int = 300
+    max_connection_age_grace_s: int = 30  # in-flight calls get this long after max age
+    keepalive_time_s: int = 30  # server pings an idle connection this often
+    keepalive_timeout_s: int = 10  # and closes it when the ping is not answered in time
     shutdown_grace_s: float = 15.0
 
     # Database
@@ -56,6 +59,7 @@ class Settings:
     jwt_public_key_file: str = ""  # PEM public key (ES256/RS256)
     jwt_jwks_file: str = ""  # JWKS JSON file; keys picked by `kid`
     jwt_dev_secret: str = ""  # HS256 secret, local development only
+    jwt_dev_private_key_file: str = ""  # PEM private key `smartstart token` signs with (dev)
     jwt_issuer: str = ""
     jwt_audience: str = ""
     jwt_leeway_s: int = 30
@@ -92,6 +96,9 @@ def load_settings() -> Settings:
         max_concurrent_rpcs=_env_int("SMARTSTART_MAX_CONCURRENT_RPCS", 1000),
         max_message_bytes=_env_int("SMARTSTART_MAX_MESSAGE_BYTES", 8 * 1024 * 1024),
         max_connection_age_s=_env_int("SMARTSTART_MAX_CONNECTION_AGE_S", 300),
+        max_connection_age_grace_s=_env_int("SMARTSTART_MAX_CONNECTION_AGE_GRACE_S", 30),
+        keepalive_time_s=_env_int("SMARTSTART_KEEPALIVE_TIME_S", 30),
+        keepalive_timeout_s=_env_int("SMARTSTART_KEEPALIVE_TIMEOUT_S", 10),
         shutdown_grace_s=_env_float("SMARTSTART_SHUTDOWN_GRACE_S", 15.0),
         database_url=_env("DATABASE_URL"),
         data_dir=data_dir,
@@ -101,6 +108,7 @@ def load_settings() -> Settings:
         jwt_public_key_file=_env("SMARTSTART_JWT_PUBLIC_KEY_FILE"),
         jwt_jwks_file=_env("SMARTSTART_JWT_JWKS_FILE"),
         jwt_dev_secret=_env("SMARTSTART_JWT_DEV_SECRET"),
+        jwt_dev_private_key_file=_env("SMARTSTART_JWT_DEV_PRIVATE_KEY_FILE"),
         jwt_issuer=_env("SMARTSTART_JWT_ISSUER"),
         jwt_audience=_env("SMARTSTART_JWT_AUDIENCE"),
         jwt_leeway_s=_env_int("SMARTSTART_JWT_LEEWAY_S", 30),

@@ -1,0 +1,91 @@
+"""Error mapping: DomainError → status code + google.rpc details; anything else → INTERNAL.
+
+The status code of each DomainError is its class's `code` (server/errors.py is the one table).
+Auth and rate limiting sit outside this interceptor, so they abort through `abort_with_error`
+here too: every error the server produces is built by `to_rpc_status`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import NoReturn
+
+import grpc
+import grpc.aio
+import structlog
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server.errors import ERROR_DOMAIN, DomainError, Unimplemented
+from server.interceptors._wrap import AroundInterceptor, Context
+
+log = structlog.get_logger("smartstart.errors")
+
+INTERNAL_MESSAGE = "internal error"
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    whole = math.floor(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
+
+
+def to_rpc_status(err: DomainError) -> status_pb2.Status:
+    """The google.rpc.Status of a domain error: its code, message and details."""
+    details: list[object] = [
+        error_details_pb2.ErrorInfo(
+            reason=err.effective_reason.value, domain=ERROR_DOMAIN, metadata=err.metadata
+        )
+    ]
+    if err.violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in err.violations
+                ]
+            )
+        )
+    if err.retry_after_s is not None:
+        details.append(error_details_pb2.RetryInfo(retry_delay=_duration(err.retry_after_s)))
+    status = status_pb2.Status(code=err.code.value[0], message=err.message)
+    for detail in details:
+        status.details.add().Pack(detail)
+    return status
+
+
+def to_grpc_status(err: DomainError) -> grpc.Status:
+    result: grpc.Status = rpc_status.to_status(to_rpc_status(err))
+    return result
+
+
+async def abort_with_error(context: Context, err: DomainError) -> NoReturn:
+    await context.abort_with_status(to_grpc_status(err))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover - it always raises
+
+
+async def abort_internal(context: Context) -> NoReturn:
+    status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
+    await context.abort_with_status(rpc_status.to_status(status))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+class ErrorInterceptor(AroundInterceptor):
+    @asynccontextmanager
+    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
+        try:
+            yield
+        except grpc.aio.AbortError:
+            raise  # the servicer chose a status itself
+        except DomainError as err:
+            await abort_with_error(context, err)
+        except NotImplementedError:
+            # Generated base servicers raise this for RPCs nobody has implemented yet.
+            await abort_with_error(context, Unimplemented(f"{method} is not implemented"))
+        except Exception:
+            log.exception("unhandled exception in servicer")
+            await abort_internal(context)

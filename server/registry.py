@@ -1,0 +1,83 @@
+"""Which servicers the server hosts.
+
+Each service package exposes, in the module listed in SERVICE_MODULES,
+
+    def register(server: grpc.aio.Server, deps: Deps) -> Sequence[str]
+
+that adds its servicer(s) (`add_XServicer_to_server(XServicer(deps), server)`) and returns the
+full proto names of the services it registered. Every service generated under
+`smartstart.<svc>.v1` that no module registered gets its generated base servicer, which answers
+UNIMPLEMENTED, so the whole contract is always served, reflected, health-checked and policed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import grpc.aio
+
+from server.deps import Deps
+
+# Add "server.<svc>.servicer" here when a service gets a real servicer.
+SERVICE_MODULES: tuple[str, ...] = ()
+
+Registrar = Callable[[grpc.aio.Server, Deps], Sequence[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedService:
+    full_name: str
+    base_servicer: type[Any]
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+
+
+def _generated_grpc_modules() -> Iterator[ModuleType]:
+    import smartstart
+
+    for pkg in sorted(pkgutil.iter_modules(smartstart.__path__), key=lambda m: m.name):
+        if not pkg.ispkg:
+            continue
+        try:
+            version_pkg = importlib.import_module(f"smartstart.{pkg.name}.v1")
+        except ModuleNotFoundError:
+            continue
+        for mod in sorted(pkgutil.iter_modules(version_pkg.__path__), key=lambda m: m.name):
+            if mod.name.endswith("_pb2_grpc"):
+                yield importlib.import_module(f"{version_pkg.__name__}.{mod.name}")
+
+
+def generated_services() -> list[GeneratedService]:
+    """Every SmartStart service whose stubs are generated under clients/python/smartstart."""
+    found: list[GeneratedService] = []
+    for grpc_mod in _generated_grpc_modules():
+        pb2 = importlib.import_module(grpc_mod.__name__.removesuffix("_grpc"))
+        for name, service in pb2.DESCRIPTOR.services_by_name.items():
+            found.append(
+                GeneratedService(
+                    full_name=service.full_name,
+                    base_servicer=getattr(grpc_mod, f"{name}Servicer"),
+                    add_to_server=getattr(grpc_mod, f"add_{name}Servicer_to_server"),
+                )
+            )
+    return found
+
+
+def registrars(modules: Sequence[str] = SERVICE_MODULES) -> list[Registrar]:
+    return [importlib.import_module(m).register for m in modules]
+
+
+def register_all(server: grpc.aio.Server, deps: Deps, extra: Sequence[Registrar] = ()) -> list[str]:
+    """Register every servicer; the full names of all SmartStart services now served."""
+    served: list[str] = []
+    for register in [*registrars(), *extra]:
+        served.extend(register(server, deps))
+    for svc in generated_services():
+        if svc.full_name not in served:
+            svc.add_to_server(svc.base_servicer(), server)
+            served.append(svc.full_name)
+    return served

@@ -1,0 +1,49 @@
+"""Development data for `smartstart seed`. Idempotent: running it twice changes nothing.
+
+Today it makes sure every business setting and every seeded badge exists (the initial
+migration seeds them too; this restores any that were deleted in a development database).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects.postgresql import insert
+
+from server.db.session import Database
+from server.ops.models import SystemSetting
+from server.profile.models import Badge
+from server.settings_defaults import SEED_BADGES, SETTINGS_DEFAULTS
+
+
+async def run(database: Database) -> dict[str, int]:
+    """Insert what is missing; the number of rows added per table."""
+    async with database.transaction() as session:
+        settings = await session.execute(
+            insert(SystemSetting)
+            .values(
+                [
+                    {"key": key, "value": d.value, "description": d.description}
+                    for key, d in SETTINGS_DEFAULTS.items()
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(SystemSetting.key)
+        )
+        badges = await session.execute(
+            insert(Badge)
+            .values(
+                [
+                    {
+                        "code": b.code,
+                        "title": b.title,
+                        "description": b.description,
+                        "icon": b.icon,
+                        "rule_type": b.rule_type,
+                        "rule": b.rule,
+                    }
+                    for b in SEED_BADGES
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["code"])
+            .returning(Badge.code)
+        )
+        return {"system_settings": len(settings.all()), "badges": len(badges.all())}
