@@ -123,6 +123,11 @@ class Aborted(DomainError):
     default_reason = Reason.CONCURRENT_MODIFICATION
 
 
+class DataLoss(DomainError):
+    code = grpc.StatusCode.DATA_LOSS
+    default_reason = Reason.CHECKSUM_MISMATCH
+
+
 class Unimplemented(DomainError):
     code = grpc.StatusCode.UNIMPLEMENTED
     default_reason = Reason.NOT_IMPLEMENTED

@@ -36,7 +36,11 @@ class User(Base):
     """A platform user; `id` is the JWT `sub`, `external_id` the platform's own id."""
 
     __tablename__ = "users"
-    __table_args__ = (one_of("kyc_status", KYC_STATUSES, "kyc_status"),)
+    __table_args__ = (
+        one_of("kyc_status", KYC_STATUSES, "kyc_status"),
+        # E-mail addresses are unique case-insensitively.
+        Index("uq_users_email_lower", text("lower(email)"), unique=True),
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     external_id: Mapped[str] = mapped_column(unique=True)
@@ -44,6 +48,7 @@ class User(Base):
     display_name: Mapped[str]
     joined_at: Mapped[datetime]
     kyc_status: Mapped[str] = mapped_column(server_default="NONE")
+    kyc_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 

@@ -1,0 +1,170 @@
+"""Use cases for profiles: public view, own view, field-mask update."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit.append import AuditEvent, append
+from server.context import ROLE_ADMIN, RequestContext
+from server.db.session import Database
+from server.errors import InvalidArgument, NotFound, Unauthenticated
+from server.params import Parameters
+from server.profile.domain import shown_rep
+from server.profile.models import Profile, User
+from server.profile.users import parse_user_id
+
+THEMES = ("AUTO", "LIGHT", "DARK")
+EDITABLE = ("nickname", "bio", "location", "website_url", "avatar_url", "theme", "is_public")
+_TEXT_LIMITS = {"nickname": 40, "bio": 280, "location": 80}
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileView:
+    user_id: uuid.UUID
+    display_name: str
+    nickname: str
+    bio: str
+    location: str
+    website_url: str
+    avatar_url: str
+    theme: str
+    is_public: bool
+    level: int
+    xp: int
+    next_level_xp: int
+    rep: int
+    joined_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+def next_level_xp(level: int, thresholds: Sequence[int]) -> int:
+    return int(thresholds[level]) if level < len(thresholds) else 0
+
+
+def _check_url(field: str, value: str, limit: int, schemes: tuple[str, ...]) -> None:
+    if not value:
+        return
+    parsed = urlparse(value)
+    if len(value) > limit or parsed.scheme not in schemes or not parsed.netloc:
+        raise InvalidArgument.field(
+            field, f"must be empty or an absolute {'/'.join(schemes)} URL of at most {limit} chars"
+        )
+
+
+def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The column values for an update, or INVALID_ARGUMENT naming the first bad field."""
+    values: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name in _TEXT_LIMITS:
+            if len(value) > _TEXT_LIMITS[name]:
+                raise InvalidArgument.field(name, f"must be at most {_TEXT_LIMITS[name]} chars")
+            values[name] = value or None
+        elif name == "website_url":
+            _check_url(name, value, 200, ("http", "https"))
+            values[name] = value or None
+        elif name == "avatar_url":
+            _check_url(name, value, 300, ("https",))
+            values[name] = value or None
+        elif name == "theme":
+            if value not in THEMES:
+                raise InvalidArgument.field(name, "must be AUTO, LIGHT or DARK")
+            values[name] = value
+        elif name == "is_public":
+            values[name] = bool(value)
+        else:
+            raise InvalidArgument.field("update_mask", f"`{name}` is not an editable field")
+    return values
+
+
+class ProfileService:
+    def __init__(self, database: Database, params: Parameters) -> None:
+        self._db = database
+        self._params = params
+
+    async def _view(self, session: AsyncSession, user_id: uuid.UUID) -> tuple[ProfileView, bool]:
+        row = (
+            await session.execute(
+                select(Profile, User.display_name, User.joined_at)
+                .join(User, User.id == Profile.user_id)
+                .where(Profile.user_id == user_id)
+            )
+        ).first()
+        if row is None:
+            raise NotFound("profile not found")
+        p: Profile = row.Profile
+        thresholds = (await self._params.snapshot())["levels.thresholds"]
+        view = ProfileView(
+            user_id=p.user_id,
+            display_name=row.display_name,
+            nickname=p.nickname or "",
+            bio=p.bio or "",
+            location=p.location or "",
+            website_url=p.website_url or "",
+            avatar_url=p.avatar_url or "",
+            theme=p.theme or "AUTO",
+            is_public=p.is_public,
+            level=p.level,
+            xp=p.xp,
+            next_level_xp=next_level_xp(p.level, thresholds),
+            rep=shown_rep(p.rep_milli),
+            joined_at=row.joined_at,
+            created_at=p.created_at,
+            updated_at=p.updated_at,
+        )
+        return view, p.is_public
+
+    async def get(self, ctx: RequestContext, user_id: str) -> ProfileView:
+        target = parse_user_id(user_id, ctx)
+        async with self._db.transaction() as session:
+            view, public = await self._view(session, target)
+        owner = ctx.principal is not None and ctx.principal.user_id == str(target)
+        admin = ctx.principal is not None and ctx.principal.has(ROLE_ADMIN)
+        if not (public or owner or admin):
+            raise NotFound("profile not found")  # private: no hint that it exists
+        return view
+
+    async def get_mine(self, ctx: RequestContext) -> ProfileView:
+        if ctx.principal is None:
+            raise Unauthenticated("a bearer token is required")
+        return await self.get(ctx, "me")
+
+    async def update_mine(self, ctx: RequestContext, changes: Mapping[str, Any]) -> ProfileView:
+        if not changes:
+            raise InvalidArgument.field("update_mask", "must name at least one field")
+        target = parse_user_id("me", ctx)
+        values = validate_changes(changes)
+
+        async def tx(session: AsyncSession) -> ProfileView:
+            updated = (
+                await session.execute(
+                    update(Profile)
+                    .where(Profile.user_id == target)
+                    .values(**values, updated_at=func.now())
+                    .returning(Profile.user_id)
+                )
+            ).scalar()
+            if updated is None:
+                raise NotFound("profile not found")
+            await append(
+                session,
+                ctx,
+                AuditEvent(
+                    action="profile.updated",
+                    scope="user",
+                    ref_id=str(target),
+                    details={"fields": sorted(values)},
+                ),
+            )
+            view, _ = await self._view(session, target)
+            return view
+
+        return await self._db.run(tx)
