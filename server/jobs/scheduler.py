@@ -12,6 +12,7 @@ import aiocron
 import structlog
 from cronsim import CronSim
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from server.deps import Deps
 from server.errors import NotFound
@@ -121,7 +122,7 @@ class Scheduler:
                 await session.scalars(
                     select(JobRun)
                     .where(JobRun.job.in_(list(self._jobs)))
-                    .distinct(JobRun.job)
+                    .ext(distinct_on(JobRun.job))
                     .order_by(JobRun.job, JobRun.started_at.desc())
                 )
             ).all()
