@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Start the server; with DATABASE_URL unset it runs an embedded PostgreSQL under .data/.
+## A development JWT secret is set unless you configure one (see README, Configuration).
+run: export SMARTSTART_JWT_DEV_SECRET ?= smartstart-dev-only
 run: $(STAMP)
 	$(BIN)/smartstart serve
 
