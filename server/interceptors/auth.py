@@ -44,7 +44,9 @@ def authorize(policy: Policy, principal: Principal | None) -> None:
 
 
 class AuthInterceptor(AroundInterceptor):
-    def __init__(self, verifier: TokenVerifier, policies: Mapping[str, Policy] | None = None):
+    def __init__(
+        self, verifier: TokenVerifier, policies: Mapping[str, Policy] | None = None
+    ) -> None:
         self._verifier = verifier
         self._policies: dict[str, Policy] = dict(policies or {})
 
