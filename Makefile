@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 ## Start the server; with DATABASE_URL unset it runs an embedded PostgreSQL under .data/.
 ## A development JWT secret is set unless you configure one (see README, Configuration).
-run: export SMARTSTART_JWT_DEV_SECRET ?= smartstart-dev-only
+run: export SMARTSTART_JWT_DEV_SECRET ?= smartstart-dev-only-not-for-production
 run: $(STAMP)
 	$(BIN)/smartstart serve
 
