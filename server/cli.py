@@ -1,4 +1,4 @@
-"""The `smartstart` command: serve, migrate, seed, token."""
+"""The `smartstart` command: serve, migrate, seed, token, health."""
 
 from __future__ import annotations
 
@@ -70,6 +70,32 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when the server at SMARTSTART_GRPC_ADDR reports SERVING (container probe)."""
+    import grpc
+    import grpc.aio
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    host, _, port = settings.grpc_addr.rpartition(":")
+    wildcard = host in ("", "0.0.0.0", "[::]")  # noqa: S104 - mapped to loopback here
+    target = args.target or f"{'127.0.0.1' if wildcard else host}:{port}"
+
+    async def check() -> int:
+        async with grpc.aio.insecure_channel(target) as channel:
+            try:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+                )
+            except grpc.aio.AioRpcError as err:
+                print(f"{target}: {err.code().name}", file=sys.stderr)
+                return 1
+        serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+        print(f"{target}: {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
+        return 0 if serving else 1
+
+    return asyncio.run(check())
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smartstart", description="SmartStart Core server")
     sub = p.add_subparsers(dest="command", required=True)
@@ -81,17 +107,27 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--sub", required=True, help="user id (the JWT subject)")
     t.add_argument("--roles", default="user", help="comma-separated: user,admin,board,system")
     t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    h = sub.add_parser("health", help="exit 0 when the server reports SERVING (for probes)")
+    h.add_argument("--target", default="", help="host:port (default: from SMARTSTART_GRPC_ADDR)")
+    h.add_argument("--service", default="", help="service name (default: the whole server)")
+    h.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     return p
 
 
-COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "seed": cmd_seed, "token": cmd_token}
+COMMANDS = {
+    "serve": cmd_serve,
+    "migrate": cmd_migrate,
+    "seed": cmd_seed,
+    "token": cmd_token,
+    "health": cmd_health,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = load_settings()
-    # `token` prints only the token, so scripts can capture it; logs go to stdout otherwise.
-    if args.command != "token":
+    # `token` and `health` print only their answer, so scripts can use it.
+    if args.command not in ("token", "health"):
         configure_logging(settings.log_level, json=settings.log_json)
     return COMMANDS[args.command](settings, args)
 

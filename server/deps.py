@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
+from server.pagination import PageTokens
+from server.params import Parameters
 
 if TYPE_CHECKING:
     from server.db.session import Database
@@ -14,10 +16,16 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class Deps:
-    """Shared objects. Service packages add typed fields here as they need them
-    (e.g. a settings cache, a blob store); `extras` holds anything not worth a field yet."""
+    """Shared objects, one of each per server. Service packages add typed fields here as
+    they need them (a blob store, a signer); `extras` holds anything not worth a field yet."""
 
     settings: Settings
     database: Database
     scheduler: Scheduler | None = None
+    params: Parameters = field(init=False)
+    page_tokens: PageTokens = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.params = Parameters(self.database)
+        self.page_tokens = PageTokens(self.settings.secret_key)

@@ -12,7 +12,6 @@ from server.convert import ServicerContext, from_timestamp, mask_changes, to_tim
 from server.deps import Deps
 from server.idempotency import fingerprint
 from server.interceptors import current_context
-from server.params import Parameters
 from server.profile.profiles import EDITABLE, ProfileService, ProfileView
 from server.profile.users import PostureView, UserService, UserView
 
@@ -153,8 +152,8 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
 
 
 def register(server: grpc.aio.Server, deps: Deps) -> Sequence[str]:
-    params = deps.extras.setdefault("params", Parameters(deps.database))
-    users, profiles = UserService(deps.database, params), ProfileService(deps.database, params)
+    users = UserService(deps.database, deps.params)
+    profiles = ProfileService(deps.database, deps.params)
     # The generated base class answers UNIMPLEMENTED for RPCs of later issues; the stubs
     # declare them abstract, hence the ignore (it goes when the last RPC is implemented).
     servicer = ProfileServicer(users, profiles)  # type: ignore[abstract]
