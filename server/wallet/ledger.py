@@ -53,12 +53,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.chain import GENESIS, chain_hash
 from server.context import RequestContext
 from server.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
+from server.wallet.models import LedgerEntry, Wallet
 
 
 class EntryType(StrEnum):
@@ -198,9 +199,23 @@ class WalletState:
     head_hash: str
 
 
-ENTRY_COLUMNS = (
-    "e.id, e.wallet_id, w.user_id, e.seq, e.type, e.amount, e.balance_after, e.pending_after,"
-    " e.ref_kind, e.ref_id, e.note, e.actor_id, e.request_id, e.created_at, e.prev_hash, e.hash"
+_ENTRY_COLUMNS = (
+    LedgerEntry.id,
+    LedgerEntry.wallet_id,
+    Wallet.user_id,
+    LedgerEntry.seq,
+    LedgerEntry.type,
+    LedgerEntry.amount,
+    LedgerEntry.balance_after,
+    LedgerEntry.pending_after,
+    LedgerEntry.ref_kind,
+    LedgerEntry.ref_id,
+    LedgerEntry.note,
+    LedgerEntry.actor_id,
+    LedgerEntry.request_id,
+    LedgerEntry.created_at,
+    LedgerEntry.prev_hash,
+    LedgerEntry.hash,
 )
 
 
@@ -646,6 +661,40 @@ async def verify_wallet(session: AsyncSession, wallet_id: uuid.UUID) -> Verifica
     }
     entries = [r for r in rows if r["seq"] is not None]
     return verify_rows(wallet, entries)
+
+
+async def load_entry(session: AsyncSession, entry_id: int) -> EntryView:
+    row = (
+        await session.execute(
+            select(*_ENTRY_COLUMNS)
+            .join(Wallet, Wallet.id == LedgerEntry.wallet_id)
+            .where(LedgerEntry.id == entry_id)
+        )
+    ).one()
+    return entry_from_row(row)
+
+
+async def list_entries(
+    session: AsyncSession,
+    wallet_id: uuid.UUID,
+    *,
+    types: Sequence[str] = (),
+    before_seq: int | None = None,
+    limit: int = 50,
+) -> list[EntryView]:
+    """Entries newest first (descending seq), keyset-paged: those with seq < before_seq."""
+    query = (
+        select(*_ENTRY_COLUMNS)
+        .join(Wallet, Wallet.id == LedgerEntry.wallet_id)
+        .where(LedgerEntry.wallet_id == wallet_id)
+        .order_by(LedgerEntry.seq.desc())
+        .limit(limit)
+    )
+    if types:
+        query = query.where(LedgerEntry.type.in_(list(types)))
+    if before_seq is not None:
+        query = query.where(LedgerEntry.seq < before_seq)
+    return [entry_from_row(row) for row in (await session.execute(query)).all()]
 
 
 async def wallet_id_of(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID:
