@@ -14,7 +14,13 @@ from server import idempotency
 from server.audit.append import AuditEvent, append
 from server.context import ROLE_ADMIN, ROLE_SYSTEM, RequestContext
 from server.db.session import Database
-from server.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from server.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from server.params import Parameters
 from server.profile.domain import DeviceReport, device_compliant_days, is_device_compliant
 from server.profile.models import KYC_STATUSES, DevicePostureReport, Profile, User
@@ -52,14 +58,24 @@ def parse_user_id(raw: str, ctx: RequestContext, field: str = "user_id") -> uuid
     """A UUID, or `me` for the caller. Malformed ids are INVALID_ARGUMENT."""
     if raw == "me":
         if ctx.principal is None:
-            from server.errors import Unauthenticated
-
             raise Unauthenticated("`me` needs a bearer token")
         raw = ctx.principal.user_id
     try:
         return uuid.UUID(raw)
     except ValueError:
         raise InvalidArgument.field(field, "must be a UUID or `me`") from None
+
+
+def is_privileged(ctx: RequestContext) -> bool:
+    return ctx.principal is not None and ctx.principal.has(ROLE_ADMIN, ROLE_SYSTEM)
+
+
+def require_self_or_privileged(ctx: RequestContext, target: uuid.UUID) -> None:
+    """Account data is the user's own, or admin/system's: anyone else gets NOT_FOUND."""
+    if is_privileged(ctx):
+        return
+    if ctx.principal is None or str(target) != ctx.principal.user_id:
+        raise NotFound("user not found")
 
 
 def _not_future(value: datetime, field: str, now: datetime) -> datetime:
@@ -174,10 +190,9 @@ class UserService:
     async def get(
         self, ctx: RequestContext, *, user_id: str | None, external_id: str | None
     ) -> UserView:
-        privileged = ctx.principal is not None and ctx.principal.has(ROLE_ADMIN, ROLE_SYSTEM)
         async with self._db.transaction() as session:
             if external_id is not None:
-                if not privileged:
+                if not is_privileged(ctx):
                     raise PermissionDenied("lookup by external_id needs admin or system")
                 found = (
                     await session.execute(select(User.id).where(User.external_id == external_id))
@@ -186,8 +201,7 @@ class UserService:
                     raise NotFound("user not found")
                 return await load_user(session, found)
             target = parse_user_id(user_id or "", ctx)
-            if not privileged and (ctx.principal is None or str(target) != ctx.principal.user_id):
-                raise NotFound("user not found")
+            require_self_or_privileged(ctx, target)
             return await load_user(session, target)
 
     async def set_kyc_status(
@@ -287,9 +301,7 @@ class UserService:
 
     async def get_posture(self, ctx: RequestContext, *, user_id: str) -> PostureView:
         target = parse_user_id(user_id, ctx)
-        privileged = ctx.principal is not None and ctx.principal.has(ROLE_ADMIN, ROLE_SYSTEM)
-        if not privileged and (ctx.principal is None or str(target) != ctx.principal.user_id):
-            raise NotFound("user not found")
+        require_self_or_privileged(ctx, target)
         max_age = timedelta(hours=await self._params.get_int("device.max_report_age_hours"))
         async with self._db.transaction() as session:
             exists = (await session.execute(select(User.id).where(User.id == target))).scalar()
