@@ -24,7 +24,7 @@ import grpc.aio
 from server.deps import Deps
 
 # Add "server.<svc>.servicer" here when a service gets a real servicer.
-SERVICE_MODULES: tuple[str, ...] = ("server.profile.servicer",)
+SERVICE_MODULES: tuple[str, ...] = ("server.profile.servicer", "server.wallet.servicer")
 
 Registrar = Callable[[grpc.aio.Server, Deps], Sequence[str]]
 

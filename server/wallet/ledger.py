@@ -88,6 +88,7 @@ class ProblemKind(StrEnum):
 
 
 MAX_NOTE_LENGTH = 1000
+INT64_MAX = 2**63 - 1
 
 
 # --- pure rules ---------------------------------------------------------------------------
@@ -117,6 +118,8 @@ def apply_entry(type_: str, amount: int, balance: int, pending: int) -> tuple[in
         new_balance, new_pending = balance + amount, pending
     else:
         raise InvalidArgument.field("type", f"unknown ledger entry type {type_!r}")
+    if new_balance > INT64_MAX or new_pending > INT64_MAX:
+        raise InvalidArgument.field("amount", "would overflow the balance (int64)")
     if new_balance < 0:
         raise FailedPrecondition(
             "insufficient BUZ balance",
