@@ -392,3 +392,37 @@ def test_entry_types_match_the_model() -> None:
     from server.wallet.models import LEDGER_TYPES
 
     assert tuple(EntryType) == LEDGER_TYPES
+
+
+async def test_tamper_appended_entry_with_valid_hash(db: Database) -> None:
+    """A forger who appends a correctly hashed entry but cannot move the wallet head."""
+    user = await make_user(db)
+    await _history(db, user)
+    wallet = await wallet_row(db, user)
+    created = datetime.now(UTC)
+    fields = entry_fields(
+        wallet_id=wallet.id,
+        seq=7,
+        type_="ISSUE",
+        amount=1_000,
+        balance_after=wallet.buz_balance + 1_000,
+        pending_after=wallet.pending_lock,
+        ref_kind="TASK",
+        ref_id="forged",
+        note=None,
+        actor_id="system",
+        request_id="forged",
+        created_at=created,
+    )
+    await as_superuser(
+        db,
+        "INSERT INTO ledger_entries (wallet_id, seq, type, amount, balance_after, pending_after,"
+        " ref_kind, ref_id, note, actor_id, request_id, created_at, prev_hash, hash)"
+        " VALUES (:wallet_id, :seq, :type, :amount, :balance_after, :pending_after, :ref_kind,"
+        " :ref_id, :note, :actor_id, :request_id, :created_at, :prev, :hash)",
+        **fields,
+        prev=wallet.head_hash,
+        hash=chain_hash(wallet.head_hash, fields),
+    )
+    result = await _verify(db, user)
+    assert (result.problem, result.first_bad_seq) == (ProblemKind.HEAD_MISMATCH, 7)
