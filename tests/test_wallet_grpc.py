@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from smartstart.wallet.v1 import wallet_service_pb2 as pb
 from smartstart.wallet.v1 import wallet_service_pb2_grpc as pb_grpc
 
+from server.chain import GENESIS, chain_hash
 from server.db.session import Database
 from tests.fixtures_server import MintToken, bearer, error_info
 from tests.test_wallet_support import as_superuser, make_user, make_venture
@@ -287,3 +288,52 @@ async def test_concurrent_rewards_over_grpc(
     verified = await stub.VerifyWallet(pb.VerifyWalletRequest(user_id=str(user)), metadata=admin_md)
     assert verified.ok and verified.stored_buz_balance == 2000
     assert verified.entries_checked == sum(1 for r in results[:41] if r.buz_awarded)
+
+
+def recompute_hash(entry: pb.LedgerEntry) -> str:
+    """What a third party does with nothing but an API response and server/chain.py's rule:
+    enum values lose their type prefix, empty optional strings are null."""
+    created = entry.created_at.ToDatetime(tzinfo=UTC)
+    ref_kind = pb.LedgerReferenceKind.Name(entry.reference.kind).removeprefix(
+        "LEDGER_REFERENCE_KIND_"
+    )
+    fields = {
+        "wallet_id": entry.wallet_id,
+        "seq": entry.seq,
+        "type": pb.LedgerEntryType.Name(entry.type).removeprefix("LEDGER_ENTRY_TYPE_"),
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "pending_after": entry.pending_after,
+        "ref_kind": None if ref_kind == "UNSPECIFIED" else ref_kind,
+        "ref_id": entry.reference.id or None,
+        "note": entry.note or None,
+        "actor_id": entry.actor_id or None,
+        "request_id": entry.request_id or None,
+        "created_at": created,
+    }
+    return chain_hash(entry.prev_hash, fields)
+
+
+async def test_ledger_hashes_recompute_from_the_api_alone(
+    db: Database, stub: pb_grpc.WalletServiceStub, system_md: Metadata, admin_md: Metadata
+) -> None:
+    user = await make_user(db)
+    reviewer = await make_user(db, rep=121)
+    venture = await make_venture(db)
+    for i in range(3):
+        await stub.RecordTaskAccepted(_task(user, reviewer, venture, f"h-{i}"), metadata=system_md)
+    await stub.AdjustBalance(
+        pb.AdjustBalanceRequest(user_id=str(user), delta=-5, reason="fix", request_id="adj-h"),
+        metadata=admin_md,
+    )
+    listed = await stub.ListLedgerEntries(
+        pb.ListLedgerEntriesRequest(user_id=str(user)), metadata=admin_md
+    )
+    entries = sorted(listed.entries, key=lambda e: e.seq)
+    assert [e.seq for e in entries] == [1, 2, 3, 4]
+    prev = GENESIS
+    for entry in entries:
+        assert entry.prev_hash == prev
+        assert entry.request_id
+        assert recompute_hash(entry) == entry.hash
+        prev = entry.hash

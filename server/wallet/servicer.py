@@ -87,6 +87,8 @@ def entry_pb(view: EntryView) -> pb.LedgerEntry:
         created_at=to_timestamp(view.created_at),
         prev_hash=view.prev_hash,
         hash=view.hash,
+        wallet_id=str(view.wallet_id),
+        request_id=view.request_id or "",
     )
 
 

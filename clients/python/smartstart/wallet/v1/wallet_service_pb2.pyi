@@ -314,8 +314,10 @@ class LedgerEntry(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     PREV_HASH_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Entry id (UUID text)."""
+    """Entry id: a server-assigned integer, as decimal text. Not part of the hash."""
     user_id: _builtins.str
     """The wallet's owner (user id, UUID text)."""
     seq: _builtins.int
@@ -342,9 +344,17 @@ class LedgerEntry(_message.Message):
     """Hash of the previous entry of this wallet; 64 zeros (GENESIS) for seq 1."""
     hash: _builtins.str
     """Lowercase hex SHA-256 of prev_hash ":" canonical(entry), canonical being sorted-key,
-    whitespace-free UTF-8 JSON of every stored field but hash and prev_hash (timestamps
-    RFC 3339 UTC with six fractional digits and "Z"). See server/chain.py and its test
-    vector to recompute it independently.
+    whitespace-free UTF-8 JSON of the keys wallet_id, seq, type, amount, balance_after,
+    pending_after, ref_kind, ref_id, note, actor_id, request_id, created_at (timestamps
+    RFC 3339 UTC with six fractional digits and "Z"; enum values by name without their
+    type prefix, e.g. "ISSUE", "TASK"; empty strings and an unset reference as null).
+    server/chain.py and server/wallet/ledger.py give a test vector to recompute it.
+    """
+    wallet_id: _builtins.str
+    """The wallet (UUID text); covered by the hash."""
+    request_id: _builtins.str
+    """The request id (x-request-id) of the call that wrote the entry; empty when none.
+    Covered by the hash.
     """
     @_builtins.property
     def reference(self) -> Global___LedgerReference:
@@ -370,10 +380,12 @@ class LedgerEntry(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         prev_hash: _builtins.str = ...,
         hash: _builtins.str = ...,
+        wallet_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "reference", b"reference"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "amount", b"amount", "balance_after", b"balance_after", "created_at", b"created_at", "hash", b"hash", "id", b"id", "note", b"note", "pending_after", b"pending_after", "prev_hash", b"prev_hash", "reference", b"reference", "seq", b"seq", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "amount", b"amount", "balance_after", b"balance_after", "created_at", b"created_at", "hash", b"hash", "id", b"id", "note", b"note", "pending_after", b"pending_after", "prev_hash", b"prev_hash", "reference", b"reference", "request_id", b"request_id", "seq", b"seq", "type", b"type", "user_id", b"user_id", "wallet_id", b"wallet_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
