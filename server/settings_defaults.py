@@ -89,12 +89,6 @@ SETTINGS_DEFAULTS: Final[dict[str, SettingDefault]] = {
         ],
         "Media types accepted for upload (sniffed from content)",
     ),
-    # API rate limits (per replica; environment variables override at start-up)
-    "rate_limit.anonymous": SettingDefault(100, "Requests per window for anonymous callers"),
-    "rate_limit.authenticated": SettingDefault(
-        1000, "Requests per window for authenticated callers"
-    ),
-    "rate_limit.window_seconds": SettingDefault(900, "Rate limit window in seconds"),
 }
 
 
