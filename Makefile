@@ -50,9 +50,9 @@ release-image: $(STAMP)
 	$(PY) scripts/protodeps.py .build/protodeps
 	$(BIN)/buf build proto -o proto/released.binpb
 
-## Benchmarks (QUICK=1 for a run under a minute).
+## Benchmarks (QUICK=1 for a run under a minute; BENCH_ARGS="--json-out bench.json" etc.).
 bench: $(STAMP)
-	$(PY) -m bench $(if $(QUICK),--quick,)
+	@$(PY) -m bench $(if $(QUICK),--quick,) $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .pytest_cache .mypy_cache .ruff_cache
