@@ -33,8 +33,8 @@ check-gen: gen
 	test -z "$$(git status --porcelain -- clients/)" || (git status --porcelain -- clients/; echo "untracked generated files" && exit 1)
 
 lint: $(STAMP)
-	$(BIN)/ruff check server tests bench migrations scripts
-	$(BIN)/ruff format --check server tests bench migrations scripts
+	$(BIN)/ruff check server tests bench migrations scripts clients/python
+	$(BIN)/ruff format --check server tests bench migrations scripts clients/python
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
