@@ -90,8 +90,12 @@ def provision(database_url: str) -> BenchDatabase:
         started_embedded=started,
         data_dir=data_dir,
     )
-    asyncio.run(_create(admin, [name, pgbench_name]))
-    migrate.upgrade(db.url)
+    try:
+        asyncio.run(_create(admin, [name, pgbench_name]))
+        migrate.upgrade(db.url)
+    except BaseException:
+        teardown(db)
+        raise
     return db
 
 

@@ -139,31 +139,66 @@ def text_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _num(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
+
+
 def markdown_table(doc: dict[str, Any]) -> str:
     """The README performance table: figure, value, baseline, ratio, goal, machine, date."""
     m = doc["machine"]
-    machine = f"{m['cpu_count']} vCPU, {m['memory_gib']} GiB, PG {m['postgres']}, Py {m['python']}"
+    machine = f"{m['cpu_count']} vCPU, {m['memory_gib']:.0f} GiB, PG {m['postgres']}"
     date = m["date"][:10]
+    ph = doc["phases"]
+    mem = doc.get("memory", {})
+    r = doc["ratios"]
+
+    def lat(name: str) -> str:
+        p = ph.get(name, {})
+        if p.get("p50_ms") is None:
+            return ""
+        return f" (p50 {_num(p['p50_ms'])} ms, p99 {_num(p['p99_ms'])} ms)"
+
+    def row(key: str, figure: str, value: str, baseline: str) -> str:
+        x = r[key]
+        return (
+            f"| {figure} | {value} | {baseline} | {x['ratio']:.3f}x"
+            f" | {x['goal']} ({_pass(x['pass'])}) | {machine} | {date} |"
+        )
+
+    n1 = mem.get("checkpoint_1_requests", "?")
+    n2 = mem.get("checkpoint_2_requests", "?")
     lines = [
         "| figure | value | baseline | ratio | goal | machine | date |",
         "|---|---|---|---|---|---|---|",
+        row(
+            "issuance_vs_pgbench",
+            "Issuance: RecordTaskAccepted, 64 callers over all users",
+            f"{_num(r['issuance_vs_pgbench']['value'])} req/s{lat('issuance_spread')}",
+            f"pgbench tpcb-like, 8 clients: {_num(r['issuance_vs_pgbench']['baseline_value'])}"
+            f" tps{lat('pgbench_tpcb_like')}",
+        ),
+        row(
+            "hot_vs_spread",
+            "Hot wallet: RecordTaskAccepted, 64 callers, one user",
+            f"{_num(r['hot_vs_spread']['value'])} req/s{lat('issuance_hot')}",
+            f"spread issuance: {_num(r['hot_vs_spread']['baseline_value'])} req/s",
+        ),
+        row(
+            "read_vs_check",
+            "Read path: GetProfile, 64 callers",
+            f"{_num(r['read_vs_check']['value'])} req/s{lat('get_profile')}",
+            f"health Check: {_num(r['read_vs_check']['baseline_value'])} req/s"
+            f"{lat('health_check')}",
+        ),
+        row(
+            "memory_growth",
+            f"Memory: server RSS after {n2:,} mixed requests",
+            f"{r['memory_growth']['value']:.1f} MiB",
+            f"RSS after {n1:,}: {r['memory_growth']['baseline_value']:.1f} MiB",
+        ),
     ]
-    ph = doc["phases"]
-    extra = {
-        "issuance_vs_pgbench": ph.get("issuance_spread", {}),
-        "hot_vs_spread": ph.get("issuance_hot", {}),
-        "read_vs_check": ph.get("get_profile", {}),
-    }
-    for key, r in doc["ratios"].items():
-        p = extra.get(key, {})
-        lat = f" (p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms)" if p.get("p50_ms") else ""
-        value = f"{_fmt(r['value'])} {r['unit']}{lat}"
-        baseline = f"{_fmt(r['baseline_value'])} {r['unit']} — {r['baseline']}"
-        verdict = _pass(r["pass"])
-        lines.append(
-            f"| {r['figure']} | {value} | {baseline} | {_fmt(r['ratio'])}x"
-            f" | {r['goal']} ({verdict}) | {machine} | {date} |"
-        )
     return "\n".join(lines)
 
 
