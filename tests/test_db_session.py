@@ -90,3 +90,37 @@ async def test_statement_cache_off_works(database_url: str) -> None:
             assert await database.run(lambda s: s.scalar(text("SELECT count(*) FROM badges"))) == 6
     finally:
         await database.dispose()
+
+
+async def test_run_survives_a_connection_killed_under_the_pool(database_url: str) -> None:
+    """No pre-ping: a dead pooled connection fails one attempt, `run` retries on a new one."""
+    db = Database.from_url(database_url, pool_size=1, max_overflow=0)
+    try:
+
+        async def backend_pid(session: AsyncSession) -> int:
+            return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+        first = await db.run(backend_pid)
+        killer = Database.from_url(database_url, pool_size=1, max_overflow=0)
+        try:
+            async with killer.read() as conn:
+                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        finally:
+            await killer.dispose()
+        second = await db.run(backend_pid)
+        assert second != first
+    finally:
+        await db.dispose()
+
+
+async def test_read_runs_each_statement_in_its_own_transaction(db: Database) -> None:
+    txid = text("SELECT txid_current()")
+    async with db.read() as conn:
+        first, second = (await conn.execute(txid)).scalar(), (await conn.execute(txid)).scalar()
+    assert first != second  # autocommit: no BEGIN, no COMMIT round trips
+    async with db.transaction() as session:
+        first, second = (
+            (await session.execute(txid)).scalar(),
+            (await session.execute(txid)).scalar(),
+        )
+    assert first == second

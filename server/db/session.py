@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -60,7 +61,9 @@ def sqlstate_of(error: BaseException) -> str | None:
 
 
 def is_retryable(error: BaseException) -> bool:
-    return isinstance(error, DBAPIError) and sqlstate_of(error) in RETRYABLE_SQLSTATES
+    if not isinstance(error, DBAPIError):
+        return False
+    return error.connection_invalidated or sqlstate_of(error) in RETRYABLE_SQLSTATES
 
 
 class Database:
@@ -69,6 +72,8 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        # Same pool; statements run without BEGIN/COMMIT (one round trip for a lone read).
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @classmethod
     def from_url(
@@ -92,7 +97,9 @@ class Database:
             sa_url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
+            # No pre-ping: it costs a round trip per transaction. A connection found dead
+            # mid-use is invalidated by SQLAlchemy and `run` retries on a fresh one.
+            pool_pre_ping=False,
             isolation_level="READ COMMITTED",
             connect_args=connect_args,
             echo=echo,
@@ -113,8 +120,16 @@ class Database:
         async with self._sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a single-statement read: autocommit, so no BEGIN/COMMIT round
+        trips. Several statements here do not share a snapshot: use `transaction` for that."""
+        async with self._reader.connect() as conn:
+            yield conn
+
     async def run(self, fn: Callable[[AsyncSession], Awaitable[T]], *, attempts: int = 5) -> T:
-        """`fn(session)` in a transaction, retried (fresh transaction) on 40001 / 40P01."""
+        """`fn(session)` in a transaction, retried (fresh transaction) on 40001 / 40P01 and
+        on a connection that turned out dead (every use case is idempotent on its key)."""
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         for attempt in range(1, attempts + 1):
