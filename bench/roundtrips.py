@@ -4,8 +4,10 @@ Starts the server in this process (server.app.start_server on 127.0.0.1:0, the b
 embedded PostgreSQL or DATABASE_URL, a fresh database), onboards a few users through the
 API, then sends RecordTaskAccepted and GetProfile calls over gRPC while SQLAlchemy engine
 events count what each call sends to PostgreSQL: statements, BEGIN, COMMIT and the pool's
-pre-ping on checkout. Prints one JSON document: per-call averages and the distinct SQL
-statements of one call, in order. Not a timing tool (no figures, only counts).
+pre-ping on checkout (when enabled). Prints one JSON document: per-call averages and the
+distinct SQL statements of one call, in order. Not a timing tool (no figures, only counts).
+Blind spot: statements a use case sends on the raw asyncpg connection (bypassing
+SQLAlchemy) are not seen by these engine events.
 """
 
 from __future__ import annotations
@@ -58,25 +60,31 @@ def _attach(db: Database, counts: Counts) -> None:
             counts.statements.append(" ".join(statement.split())[:160])
             counts.events["statement"] += 1
 
+    def autocommit(conn: Any) -> bool:
+        # Autocommit connections (Database.read) send no BEGIN/COMMIT/ROLLBACK at all.
+        return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
     @event.listens_for(sync, "begin")
     def _begin(conn: Any) -> None:
-        if counts.on:
+        if counts.on and not autocommit(conn):
             counts.events["BEGIN"] += 1
 
     @event.listens_for(sync, "commit")
     def _commit(conn: Any) -> None:
-        if counts.on:
+        if counts.on and not autocommit(conn):
             counts.events["COMMIT"] += 1
 
     @event.listens_for(sync, "rollback")
     def _rollback(conn: Any) -> None:
-        if counts.on:
+        if counts.on and not autocommit(conn):
             counts.events["ROLLBACK"] += 1
 
-    @event.listens_for(sync.pool, "checkout")
-    def _checkout(*args: Any) -> None:
-        if counts.on:
-            counts.events["checkout (pre-ping: 1 round trip)"] += 1
+    if getattr(sync.pool, "_pre_ping", False):
+
+        @event.listens_for(sync.pool, "checkout")
+        def _checkout(*args: Any) -> None:
+            if counts.on:
+                counts.events["checkout pre-ping"] += 1
 
 
 def _ts(epoch: float) -> Timestamp:
@@ -169,9 +177,7 @@ async def _measure(calls: int) -> dict[str, Any]:
                     await fn(i)
                 counts.on = False
                 per_call = {k: round(v / calls, 2) for k, v in counts.events.items()}
-                per_call["round trips (statements + BEGIN + COMMIT + pre-ping)"] = round(
-                    sum(counts.events.values()) / calls, 2
-                )
+                per_call["round trips"] = round(sum(counts.events.values()) / calls, 2)
                 out[name] = {"calls": calls, "per_call": per_call, "statements": one_call}
     finally:
         await running.stop(0)

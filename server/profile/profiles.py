@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.audit.append import AuditEvent, append
 from server.context import ROLE_ADMIN, RequestContext
@@ -85,47 +85,67 @@ def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+# Built once: the read path is hot (public profile views), so no per-call compilation of
+# ORM entities; plain columns, one round trip.
+_PROFILE_VIEW = (
+    select(
+        Profile.user_id,
+        User.display_name,
+        User.joined_at,
+        Profile.nickname,
+        Profile.bio,
+        Profile.location,
+        Profile.website_url,
+        Profile.avatar_url,
+        Profile.theme,
+        Profile.is_public,
+        Profile.level,
+        Profile.xp,
+        Profile.rep_milli,
+        Profile.created_at,
+        Profile.updated_at,
+    )
+    .join(User, User.id == Profile.user_id)
+    .where(Profile.user_id == bindparam("user_id"))
+)
+
+
 class ProfileService:
     def __init__(self, database: Database, params: Parameters) -> None:
         self._db = database
         self._params = params
 
-    async def _view(self, session: AsyncSession, user_id: uuid.UUID) -> tuple[ProfileView, bool]:
-        row = (
-            await session.execute(
-                select(Profile, User.display_name, User.joined_at)
-                .join(User, User.id == Profile.user_id)
-                .where(Profile.user_id == user_id)
-            )
-        ).first()
+    async def _view(
+        self, conn: AsyncSession | AsyncConnection, user_id: uuid.UUID
+    ) -> tuple[ProfileView, bool]:
+        row = (await conn.execute(_PROFILE_VIEW, {"user_id": user_id})).first()
         if row is None:
             raise NotFound("profile not found")
-        p: Profile = row.Profile
         thresholds = (await self._params.snapshot())["levels.thresholds"]
         view = ProfileView(
-            user_id=p.user_id,
+            user_id=row.user_id,
             display_name=row.display_name,
-            nickname=p.nickname or "",
-            bio=p.bio or "",
-            location=p.location or "",
-            website_url=p.website_url or "",
-            avatar_url=p.avatar_url or "",
-            theme=p.theme or "AUTO",
-            is_public=p.is_public,
-            level=p.level,
-            xp=p.xp,
-            next_level_xp=next_level_xp(p.level, thresholds),
-            rep=shown_rep(p.rep_milli),
+            nickname=row.nickname or "",
+            bio=row.bio or "",
+            location=row.location or "",
+            website_url=row.website_url or "",
+            avatar_url=row.avatar_url or "",
+            theme=row.theme or "AUTO",
+            is_public=row.is_public,
+            level=row.level,
+            xp=row.xp,
+            next_level_xp=next_level_xp(row.level, thresholds),
+            rep=shown_rep(row.rep_milli),
             joined_at=row.joined_at,
-            created_at=p.created_at,
-            updated_at=p.updated_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
         )
-        return view, p.is_public
+        return view, row.is_public
 
     async def get(self, ctx: RequestContext, user_id: str) -> ProfileView:
         target = parse_user_id(user_id, ctx)
-        async with self._db.transaction() as session:
-            view, public = await self._view(session, target)
+        async with self._db.read() as conn:  # one statement: no transaction needed
+            view, public = await self._view(conn, target)
         owner = ctx.principal is not None and ctx.principal.user_id == str(target)
         admin = ctx.principal is not None and ctx.principal.has(ROLE_ADMIN)
         if not (public or owner or admin):
