@@ -100,6 +100,13 @@ def wrap_handler(handler: Handler, around: Around) -> Handler:
 class AroundInterceptor(grpc.aio.ServerInterceptor, abc.ABC):
     """A server interceptor whose work happens in `around`, inside the servicer's task."""
 
+    _wrapped: dict[str, tuple[Handler, Handler]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> AroundInterceptor:
+        instance = super().__new__(cls)
+        instance._wrapped = {}
+        return instance
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -111,11 +118,18 @@ class AroundInterceptor(grpc.aio.ServerInterceptor, abc.ABC):
         if handler is None:  # unknown method: grpc answers UNIMPLEMENTED by itself
             return handler
         method: str = handler_call_details.method
+        # The handler below is the same object call after call (grpc's lookup table, or the
+        # next interceptor's cached wrapper), so its wrapper is built once per method.
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
 
         def around(context: Context) -> AbstractAsyncContextManager[None]:
             return self.around(method, context)
 
-        return wrap_handler(handler, around)
+        wrapped = wrap_handler(handler, around)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     @abc.abstractmethod
     def around(self, method: str, context: Context) -> AbstractAsyncContextManager[None]:
