@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 
-from server.db.session import Database
+from server.audit.append import chain_for
+from server.db.session import Database, sqlstate_of
 from server.errors import IdempotencyConflict, InvalidArgument, NotFound
 from server.params import Parameters
-from server.wallet import ledger
+from server.wallet import ledger, rewards
 from server.wallet.rewards import RewardService, RewardView, TaskAccepted
 from tests.test_wallet_support import SYSTEM, make_user, make_venture, wallet_row
 
@@ -327,3 +329,214 @@ async def test_200_concurrent_tasks_one_user_and_50_replays(big_world: World) ->
         result = await ledger.verify_wallet(s, wallet.id)
     assert result.ok, result.detail
     assert result.replayed_buz_balance == 2000
+
+
+# --- the driver path: transaction, errors, lock order ---------------------------------------
+
+
+async def _wait_for_lock_waiters(db: Database, count: int) -> None:
+    """Until `count` backends of this database wait on a lock (10 s at most)."""
+    for _ in range(1000):
+        waiting = await _scalar(
+            db,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} lock waiters never showed up")
+
+
+async def _scalar(db: Database, sql: str, **params: Any) -> Any:
+    async with db.transaction() as s:
+        return (await s.execute(text(sql), params)).scalar()
+
+
+def _task_in_chain(chain_id: str) -> str:
+    return next(f"task-{i}" for i in range(10_000) if chain_for("task", f"task-{i}") == chain_id)
+
+
+async def test_same_task_id_two_assignees_concurrently_one_wins(
+    big_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Different assignees do not share the wallet lock: the loser's S2 snapshot predates
+    the winner's commit, so the task_rewards primary key catches it (23505), it rolls back
+    and answers from the stored row (IDEMPOTENCY_CONFLICT: the assignee differs)."""
+    w = big_world
+    users = [await make_user(w.db) for _ in range(2)]
+    task_id = "contested"
+    loads = 0
+    load_stored = rewards._load_stored
+
+    async def counting(session: Any, task: str) -> Any:
+        nonlocal loads
+        loads += 1
+        return await load_stored(session, task)
+
+    monkeypatch.setattr(rewards, "_load_stored", counting)
+    # Hold the task's audit chain head so both calls take their S2 snapshot before either
+    # commits: deterministic, the loser can only learn of the winner from the primary key.
+    async with w.db.transaction() as blocker:
+        await blocker.execute(
+            text(
+                "INSERT INTO audit_chain_heads (chain_id, seq, hash, updated_at)"
+                " VALUES (:c, 0, :g, now()) ON CONFLICT (chain_id)"
+                " DO UPDATE SET chain_id = EXCLUDED.chain_id"
+            ),
+            {"c": chain_for("task", task_id), "g": "0" * 64},
+        )
+        calls = [
+            asyncio.ensure_future(w.record(u, task_id=task_id, tier="C", quality=3)) for u in users
+        ]
+        await _wait_for_lock_waiters(w.db, 2)
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    won = [r for r in results if isinstance(r, RewardView)]
+    lost = [r for r in results if not isinstance(r, RewardView)]
+    assert len(won) == 1 and len(lost) == 1
+    assert isinstance(lost[0], IdempotencyConflict)
+    assert lost[0].effective_reason == "IDEMPOTENCY_CONFLICT"
+    assert loads == 1  # answered after the rollback, from the stored row
+    winner = won[0].user_id
+    loser = next(u for u in users if u != winner)
+    assert await w.scalar("SELECT count(*) FROM task_rewards") == 1
+    assert await w.scalar("SELECT user_id FROM task_rewards") == winner
+    assert (await wallet_row(w.db, loser)).head_seq == 0
+    assert (await wallet_row(w.db, winner)).head_seq == 1
+    assert await w.scalar("SELECT xp FROM profiles WHERE user_id = :u", u=loser) == 0
+    assert await w.scalar("SELECT count(*) FROM user_metrics WHERE user_id = :u", u=loser) == 0
+    assert await w.scalar("SELECT count(*) FROM audit_events WHERE action = 'task.accepted'") == 1
+
+
+async def test_same_task_id_many_assignees_racing(big_world: World) -> None:
+    w = big_world
+    users = [await make_user(w.db) for _ in range(6)]
+    for round_ in range(5):
+        task_id = f"race-{round_}"
+        results = await asyncio.gather(
+            *(w.record(u, task_id=task_id) for u in users), return_exceptions=True
+        )
+        assert sum(isinstance(r, RewardView) for r in results) == 1, results
+        assert all(isinstance(r, RewardView | IdempotencyConflict) for r in results), results
+    assert await w.scalar("SELECT count(*) FROM task_rewards") == 5
+    assert await w.scalar("SELECT count(*) FROM ledger_entries") == 5
+
+
+async def test_failure_after_the_last_statement_rolls_everything_back(world: World) -> None:
+    user = await make_user(world.db)
+    valid = rewards.validate(world.event(user), datetime.now(UTC))
+    params = await world.service._reward_params()
+
+    class Boom(Exception):
+        pass
+
+    async def tx(session: Any) -> None:
+        view = await rewards._record(session, SYSTEM, valid, params)
+        assert view.buz_awarded == 150  # S1..S3 done, in this transaction
+        raise Boom
+
+    with pytest.raises(Boom):
+        await world.db.run(tx)
+    assert await world.scalar("SELECT count(*) FROM task_rewards") == 0
+    assert await world.scalar("SELECT count(*) FROM ledger_entries") == 0
+    assert await world.scalar("SELECT count(*) FROM audit_events") == 0
+    assert await world.scalar("SELECT count(*) FROM daily_user_stats") == 0
+    assert await world.scalar("SELECT count(*) FROM user_metrics") == 0
+    assert await world.scalar("SELECT xp FROM profiles WHERE user_id = :u", u=user) == 0
+    assert (await wallet_row(world.db, user)).head_seq == 0
+    # and the same call then succeeds normally
+    assert (await world.service.record_task_accepted(SYSTEM, world.event(user))).buz_awarded
+
+
+async def test_driver_refuses_to_run_before_the_transaction_began(db: Database) -> None:
+    """SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement:
+    session.connection() alone has not begun, so a raw statement would autocommit."""
+    async with db.transaction() as session:
+        conn = await session.connection()
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert not driver.is_in_transaction()
+        with pytest.raises(RuntimeError, match="outside"):
+            await rewards._Driver(conn, driver).fetchrow("SELECT 1", ())
+        await conn.exec_driver_sql("SELECT 1")
+        assert driver.is_in_transaction()
+        assert (await rewards._Driver(conn, driver).fetchrow("SELECT $1::int", (7,)))[0] == 7
+
+
+async def _driver_of(session: Any) -> Any:
+    conn = await session.connection()
+    await conn.exec_driver_sql("SELECT 1")  # BEGIN
+    return rewards._Driver(conn, (await conn.get_raw_connection()).driver_connection)
+
+
+async def test_driver_errors_are_dbapi_errors_and_deadlocks_are_retried(db: Database) -> None:
+    attempts = 0
+
+    async def tx(session: Any) -> int:
+        nonlocal attempts
+        attempts += 1
+        d = await _driver_of(session)
+        if attempts == 1:
+            await d.fetchrow(
+                "DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '40P01'; END $$", ()
+            )
+        return int((await d.fetchrow("SELECT 41 + 1", ()))[0])
+
+    assert await db.run(tx) == 42 and attempts == 2
+    async with db.transaction() as session:
+        d = await _driver_of(session)
+        with pytest.raises(DataError) as info:
+            await d.fetchrow("SELECT 1 / $1::int", (0,))
+    assert sqlstate_of(info.value) == "22012"
+
+
+async def test_driver_lost_connection_is_invalidated_and_retried(db: Database) -> None:
+    attempts = 0
+
+    async def tx(session: Any) -> int:
+        nonlocal attempts
+        attempts += 1
+        d = await _driver_of(session)
+        if attempts == 1:
+            pid = (await d.fetchrow("SELECT pg_backend_pid()", ()))[0]
+            async with db.transaction() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        return int((await d.fetchrow("SELECT 7", ()))[0])
+
+    assert await db.run(tx) == 7 and attempts == 2
+    async with db.transaction() as session:  # the pool hands out working connections
+        assert (await session.execute(text("SELECT 1"))).scalar() == 1
+
+
+async def test_recorded_task_id_answers_before_an_unknown_assignee(world: World) -> None:
+    user = await make_user(world.db)
+    event = world.event(user)
+    await world.service.record_task_accepted(SYSTEM, event)
+    with pytest.raises(IdempotencyConflict):
+        await world.service.record_task_accepted(SYSTEM, replace(event, user_id=str(uuid.uuid4())))
+
+
+async def test_profile_writer_and_award_do_not_deadlock(world: World) -> None:
+    """Lock order: the award locks the profile with the wallet (S1), before the audit head.
+    A profile writer (profile row, then its audit chain head) sharing the task's audit
+    chain must not wait on a head the award holds while the award waits on the profile."""
+    user = await make_user(world.db)
+    chain = chain_for("user", str(user))
+    task_id = _task_in_chain(chain)
+    async with world.db.transaction() as writer:
+        await writer.execute(text("SET LOCAL lock_timeout = '500ms'"))
+        await writer.execute(
+            text("UPDATE profiles SET bio = 'x', updated_at = now() WHERE user_id = :u"),
+            {"u": user},
+        )
+        award = asyncio.ensure_future(world.record(user, task_id=task_id))
+        await _wait_for_lock_waiters(world.db, 1)  # the award waits for the profile
+        # the writer's audit append: must not wait on the award (lock_timeout would fail it)
+        await writer.execute(
+            text(
+                "INSERT INTO audit_chain_heads (chain_id, seq, hash, updated_at)"
+                " VALUES (:c, 0, :g, now()) ON CONFLICT (chain_id)"
+                " DO UPDATE SET chain_id = EXCLUDED.chain_id"
+            ),
+            {"c": chain, "g": "0" * 64},
+        )
+    assert (await award).buz_awarded == 150

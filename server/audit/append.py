@@ -30,22 +30,53 @@ SECRET_KEYS = frozenset(
     {"password", "secret", "token", "private_key", "authorization", "api_key", "signature_secret"}
 )
 
-_LOCK_HEAD = text(
-    "INSERT INTO audit_chain_heads (chain_id, seq, hash, updated_at) "
-    "VALUES (:chain_id, 0, :genesis, now()) "
-    "ON CONFLICT (chain_id) DO UPDATE SET chain_id = EXCLUDED.chain_id "
-    "RETURNING seq, hash"
+# Statement fragments, shared by `append_many` (rendered as SQLAlchemy binds) and use cases
+# that fold the audit write into their own statements (server/wallet/rewards.py renders them
+# as asyncpg `$n`). Placeholders are `{name}`.
+#
+# HEAD_UPSERT creates the chain head lazily and locks it (until commit): RETURNING seq, hash.
+# It is a statement on its own or a data-modifying CTE of a SELECT. Values: chain_id and
+# genesis (= GENESIS).
+HEAD_UPSERT = (
+    "INSERT INTO audit_chain_heads (chain_id, seq, hash, updated_at)"
+    " VALUES ({chain_id}, 0, {genesis}, now())"
+    " ON CONFLICT (chain_id) DO UPDATE SET chain_id = EXCLUDED.chain_id"
+    " RETURNING seq, hash"
 )
-_INSERT_AND_ADVANCE = text(
-    "WITH inserted AS ("
+# EVENT_CTES: `audit_event` inserts the event (RETURNING id), `audit_head` advances the head
+# locked by HEAD_UPSERT (RETURNING the event id as event_id). Values: NewEvent.params().
+EVENT_PARAMS = (
+    "chain_id",
+    "seq",
+    "occurred_at",
+    "actor_id",
+    "action",
+    "scope",
+    "ref_id",
+    "request_id",
+    "details",
+    "payload_hash",
+    "prev_hash",
+    "hash",
+)
+EVENT_CTES = (
+    "audit_event AS ("
     " INSERT INTO audit_events (chain_id, seq, occurred_at, actor_id, action, scope, ref_id,"
     "  request_id, details, payload_hash, prev_hash, hash)"
-    " VALUES (:chain_id, :seq, :occurred_at, :actor_id, :action, :scope, :ref_id,"
-    "  :request_id, CAST(:details AS jsonb), :payload_hash, :prev_hash, :hash)"
-    " RETURNING id)"
-    " UPDATE audit_chain_heads SET seq = :seq, hash = :hash, updated_at = now()"
-    " WHERE chain_id = :chain_id"
-    " RETURNING (SELECT id FROM inserted)"
+    " VALUES ({chain_id}, {seq}, {occurred_at}, {actor_id}, {action}, {scope}, {ref_id},"
+    "  {request_id}, CAST({details} AS jsonb), {payload_hash}, {prev_hash}, {hash})"
+    " RETURNING id),"
+    " audit_head AS ("
+    " UPDATE audit_chain_heads SET seq = {seq}, hash = {hash}, updated_at = now()"
+    " WHERE chain_id = {chain_id}"
+    " RETURNING (SELECT id FROM audit_event) AS event_id)"
+)
+
+_LOCK_HEAD = text(HEAD_UPSERT.format(chain_id=":chain_id", genesis=":genesis"))
+_INSERT_AND_ADVANCE = text(
+    "WITH "  # noqa: S608 (module constants only, values are binds)
+    + EVENT_CTES.format_map({name: f":{name}" for name in EVENT_PARAMS})
+    + " SELECT (SELECT event_id FROM audit_head)"
 )
 
 
@@ -109,8 +140,94 @@ def chained_fields(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One event chained to a locked head (`prepare`), not yet written."""
+
+    chain_id: str
+    seq: int
+    occurred_at: datetime
+    actor_id: str | None
+    action: str
+    scope: str
+    ref_id: str
+    request_id: str | None
+    details: str  # redacted, JSON text
+    payload_hash: str
+    prev_hash: str
+    hash: str
+
+    def params(self) -> dict[str, Any]:
+        """The values of EVENT_PARAMS."""
+        return {
+            "chain_id": self.chain_id,
+            "seq": self.seq,
+            "occurred_at": self.occurred_at,
+            "actor_id": self.actor_id,
+            "action": self.action,
+            "scope": self.scope,
+            "ref_id": self.ref_id,
+            "request_id": self.request_id,
+            "details": self.details,
+            "payload_hash": self.payload_hash,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+    def appended(self, event_id: int) -> AppendedEvent:
+        return AppendedEvent(id=event_id, chain_id=self.chain_id, seq=self.seq, hash=self.hash)
+
+
+def prepare(
+    ctx: RequestContext, event: AuditEvent, *, chain_id: str, head_seq: int, head_hash: str
+) -> NewEvent:
+    """The event that follows head (head_seq, head_hash) of `chain_id`: redacted and hashed.
+
+    Pure (no I/O). `chain_id` must be chain_for(event.scope, event.ref_id), and the head
+    must be locked in the caller's transaction (HEAD_UPSERT) until the event is written.
+    """
+    if chain_id != chain_for(event.scope, event.ref_id):
+        raise ValueError("event belongs to another chain")
+    details = redact(event.details)
+    p_hash = payload_hash(details)
+    seq = head_seq + 1
+    occurred_at = datetime.now(UTC)
+    fields = chained_fields(
+        chain_id=chain_id,
+        seq=seq,
+        occurred_at=occurred_at,
+        actor_id=ctx.actor_id,
+        action=event.action,
+        scope=event.scope,
+        ref_id=event.ref_id,
+        request_id=ctx.request_id,
+        payload_hash=p_hash,
+    )
+    return NewEvent(
+        chain_id=chain_id,
+        seq=seq,
+        occurred_at=occurred_at,
+        actor_id=ctx.actor_id,
+        action=event.action,
+        scope=event.scope,
+        ref_id=event.ref_id,
+        request_id=ctx.request_id,
+        details=json.dumps(details, separators=(",", ":"), default=str),
+        payload_hash=p_hash,
+        prev_hash=head_hash,
+        hash=chain_hash(head_hash, fields),
+    )
+
+
 async def append(session: AsyncSession, ctx: RequestContext, event: AuditEvent) -> AppendedEvent:
-    """Record `event` in the caller's transaction, chained to its chain's head."""
+    """Record `event` in the caller's transaction, chained to its chain's head.
+
+    Two round trips: lock the head, then insert + advance. The event's hash covers its seq
+    and chains the head's hash, both known only once the head is locked, and the hash is
+    computed here (server/chain.py), so the two cannot be one statement. A use case that
+    already sends a statement before its audit write can fold HEAD_UPSERT into it as a CTE
+    and EVENT_CTES into its last statement (server/wallet/rewards.py does).
+    """
     (appended,) = await append_many(session, ctx, (event,))
     return appended
 
@@ -126,33 +243,10 @@ async def append_many(
         head = (await session.execute(_LOCK_HEAD, {"chain_id": chain_id, "genesis": GENESIS})).one()
         seq, prev = int(head.seq), str(head.hash)
         for event in by_chain[chain_id]:
-            seq += 1
-            details = redact(event.details)
-            p_hash = payload_hash(details)
-            occurred_at = datetime.now(UTC)
-            fields = chained_fields(
-                chain_id=chain_id,
-                seq=seq,
-                occurred_at=occurred_at,
-                actor_id=ctx.actor_id,
-                action=event.action,
-                scope=event.scope,
-                ref_id=event.ref_id,
-                request_id=ctx.request_id,
-                payload_hash=p_hash,
-            )
-            digest = chain_hash(prev, fields)
-            row = (
-                await session.execute(
-                    _INSERT_AND_ADVANCE,
-                    {
-                        **fields,
-                        "details": json.dumps(details, separators=(",", ":"), default=str),
-                        "prev_hash": prev,
-                        "hash": digest,
-                    },
-                )
-            ).one()
-            out.append(AppendedEvent(id=int(row[0]), chain_id=chain_id, seq=seq, hash=digest))
-            prev = digest
+            new = prepare(ctx, event, chain_id=chain_id, head_seq=seq, head_hash=prev)
+            row = (await session.execute(_INSERT_AND_ADVANCE, new.params())).one()
+            if row[0] is None:
+                raise RuntimeError(f"audit chain head {chain_id} vanished under its lock")
+            out.append(new.appended(int(row[0])))
+            seq, prev = new.seq, new.hash
     return out

@@ -253,18 +253,171 @@ _LOCK_MANY = text(
     "SELECT id, user_id, buz_balance, pending_lock, head_seq, head_hash FROM wallets"
     " WHERE user_id = ANY(CAST(:user_ids AS uuid[])) ORDER BY id FOR UPDATE"
 )
-_INSERT_AND_MOVE = text(
-    "WITH inserted AS ("
+# The one statement text that writes a ledger entry: two CTEs, `ledger_entry` (the INSERT,
+# RETURNING id) and `ledger_head` (moves the wallet: balance, pending, head; RETURNING the new
+# entry's id, or no row when the wallet head is not `prev_seq`, i.e. a stale WalletState).
+# Placeholders are `{name}` for ENTRY_PARAMS; `post` renders them as SQLAlchemy binds, and a
+# use case that writes an entry inside a larger statement (server/wallet/rewards.py)
+# renders them as asyncpg `$n` and passes NewEntry.params().
+ENTRY_PARAMS = (
+    "wallet_id",
+    "seq",
+    "type",
+    "amount",
+    "balance_after",
+    "pending_after",
+    "ref_kind",
+    "ref_id",
+    "note",
+    "actor_id",
+    "request_id",
+    "created_at",
+    "prev_hash",
+    "hash",
+    "prev_seq",
+)
+ENTRY_CTES = (
+    "ledger_entry AS ("
     " INSERT INTO ledger_entries (wallet_id, seq, type, amount, balance_after, pending_after,"
     "  ref_kind, ref_id, note, actor_id, request_id, created_at, prev_hash, hash)"
-    " VALUES (:wallet_id, :seq, :type, :amount, :balance_after, :pending_after,"
-    "  :ref_kind, :ref_id, :note, :actor_id, :request_id, :created_at, :prev_hash, :hash)"
-    " RETURNING id)"
-    " UPDATE wallets SET buz_balance = :balance_after, pending_lock = :pending_after,"
-    "  head_seq = :seq, head_hash = :hash, updated_at = :created_at"
-    " WHERE id = :wallet_id AND head_seq = :prev_seq"
-    " RETURNING (SELECT id FROM inserted)"
+    " VALUES ({wallet_id}, {seq}, {type}, {amount}, {balance_after}, {pending_after},"
+    "  {ref_kind}, {ref_id}, {note}, {actor_id}, {request_id}, {created_at}, {prev_hash},"
+    "  {hash})"
+    " RETURNING id),"
+    " ledger_head AS ("
+    " UPDATE wallets SET buz_balance = {balance_after}, pending_lock = {pending_after},"
+    "  head_seq = {seq}, head_hash = {hash}, updated_at = {created_at}"
+    " WHERE id = {wallet_id} AND head_seq = {prev_seq}"
+    " RETURNING (SELECT id FROM ledger_entry) AS entry_id)"
 )
+_INSERT_AND_MOVE = text(
+    "WITH "  # noqa: S608 (module constants only, values are binds)
+    + ENTRY_CTES.format_map({name: f":{name}" for name in ENTRY_PARAMS})
+    + " SELECT (SELECT entry_id FROM ledger_head)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """One entry computed against a locked wallet (`prepare_entry`), not yet written."""
+
+    wallet_id: uuid.UUID
+    user_id: uuid.UUID
+    seq: int
+    type: str
+    amount: int
+    balance_after: int
+    pending_after: int
+    ref_kind: str | None
+    ref_id: str | None
+    note: str | None
+    actor_id: str | None
+    request_id: str | None
+    created_at: datetime
+    prev_hash: str
+    hash: str
+
+    def params(self) -> dict[str, Any]:
+        """The values of ENTRY_PARAMS (driver types: UUID, int, str, aware datetime)."""
+        return {
+            "wallet_id": self.wallet_id,
+            "seq": self.seq,
+            "type": self.type,
+            "amount": self.amount,
+            "balance_after": self.balance_after,
+            "pending_after": self.pending_after,
+            "ref_kind": self.ref_kind,
+            "ref_id": self.ref_id,
+            "note": self.note,
+            "actor_id": self.actor_id,
+            "request_id": self.request_id,
+            "created_at": self.created_at,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+            "prev_seq": self.seq - 1,
+        }
+
+    def view(self, entry_id: int) -> EntryView:
+        return EntryView(
+            id=entry_id,
+            wallet_id=self.wallet_id,
+            user_id=self.user_id,
+            seq=self.seq,
+            type=self.type,
+            amount=self.amount,
+            balance_after=self.balance_after,
+            pending_after=self.pending_after,
+            ref_kind=self.ref_kind,
+            ref_id=self.ref_id,
+            note=self.note,
+            actor_id=self.actor_id,
+            request_id=self.request_id,
+            created_at=self.created_at,
+            prev_hash=self.prev_hash,
+            hash=self.hash,
+        )
+
+
+def _check_note(note: str | None) -> None:
+    if note is not None and len(note) > MAX_NOTE_LENGTH:
+        raise InvalidArgument.field("note", f"must be at most {MAX_NOTE_LENGTH} characters")
+
+
+def prepare_entry(
+    state: WalletState,
+    ctx: RequestContext,
+    *,
+    type: str,
+    amount: int,
+    ref_kind: str | None,
+    ref_id: str | None,
+    note: str | None = None,
+) -> NewEntry:
+    """The next entry of the locked wallet `state`: checked (apply_entry), chained and hashed.
+
+    Pure (no I/O): the caller writes it with ENTRY_CTES and then calls `advance`.
+    """
+    _check_note(note)
+    balance, pending = apply_entry(type, amount, state.buz_balance, state.pending_lock)
+    seq = state.head_seq + 1
+    created_at = datetime.now(UTC)
+    fields = entry_fields(
+        wallet_id=state.wallet_id,
+        seq=seq,
+        type_=type,
+        amount=amount,
+        balance_after=balance,
+        pending_after=pending,
+        ref_kind=ref_kind,
+        ref_id=ref_id,
+        note=note,
+        actor_id=ctx.actor_id,
+        request_id=ctx.request_id,
+        created_at=created_at,
+    )
+    return NewEntry(
+        wallet_id=state.wallet_id,
+        user_id=state.user_id,
+        seq=seq,
+        type=str(type),
+        amount=amount,
+        balance_after=balance,
+        pending_after=pending,
+        ref_kind=ref_kind,
+        ref_id=ref_id,
+        note=note,
+        actor_id=ctx.actor_id,
+        request_id=ctx.request_id,
+        created_at=created_at,
+        prev_hash=state.head_hash,
+        hash=chain_hash(state.head_hash, fields),
+    )
+
+
+def advance(state: WalletState, entry: NewEntry) -> None:
+    """Move the in-memory locked wallet past `entry` once it is written."""
+    state.buz_balance, state.pending_lock = entry.balance_after, entry.pending_after
+    state.head_seq, state.head_hash = entry.seq, entry.hash
 
 
 def _state(row: Any) -> WalletState:
@@ -317,65 +470,19 @@ async def post(
     (saves the locking round trip); it is updated in place. Without it the wallet is
     locked here.
     """
-    if note is not None and len(note) > MAX_NOTE_LENGTH:
-        raise InvalidArgument.field("note", f"must be at most {MAX_NOTE_LENGTH} characters")
+    _check_note(note)
     state = locked if locked is not None else await lock_wallet(session, user_id)
     if state.user_id != user_id:
         raise ValueError("locked wallet belongs to another user")
-    balance, pending = apply_entry(type, amount, state.buz_balance, state.pending_lock)
-    seq = state.head_seq + 1
-    created_at = datetime.now(UTC)
-    fields = entry_fields(
-        wallet_id=state.wallet_id,
-        seq=seq,
-        type_=type,
-        amount=amount,
-        balance_after=balance,
-        pending_after=pending,
-        ref_kind=ref_kind,
-        ref_id=ref_id,
-        note=note,
-        actor_id=ctx.actor_id,
-        request_id=ctx.request_id,
-        created_at=created_at,
+    entry = prepare_entry(
+        state, ctx, type=type, amount=amount, ref_kind=ref_kind, ref_id=ref_id, note=note
     )
-    digest = chain_hash(state.head_hash, fields)
-    row = (
-        await session.execute(
-            _INSERT_AND_MOVE,
-            {
-                **fields,
-                "wallet_id": state.wallet_id,
-                "prev_hash": state.head_hash,
-                "hash": digest,
-                "prev_seq": state.head_seq,
-            },
-        )
-    ).first()
+    row = (await session.execute(_INSERT_AND_MOVE, entry.params())).first()
     if row is None or row[0] is None:
         # The wallet head moved without our lock: a caller passed a stale `locked`.
         raise RuntimeError("wallet head moved under a held lock (stale WalletState)")
-    entry = EntryView(
-        id=int(row[0]),
-        wallet_id=state.wallet_id,
-        user_id=state.user_id,
-        seq=seq,
-        type=str(type),
-        amount=amount,
-        balance_after=balance,
-        pending_after=pending,
-        ref_kind=ref_kind,
-        ref_id=ref_id,
-        note=note,
-        actor_id=ctx.actor_id,
-        request_id=ctx.request_id,
-        created_at=created_at,
-        prev_hash=state.head_hash,
-        hash=digest,
-    )
-    state.buz_balance, state.pending_lock = balance, pending
-    state.head_seq, state.head_hash = seq, digest
-    return entry
+    advance(state, entry)
+    return entry.view(int(row[0]))
 
 
 async def issue(

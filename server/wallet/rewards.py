@@ -1,30 +1,44 @@
 """RecordTaskAccepted and GetTaskReward: the task-reward use case, one transaction each.
 
-One call, one READ COMMITTED transaction (Database.run retries 40001/40P01):
+RecordTaskAccepted is one READ COMMITTED transaction (Database.run retries 40001/40P01 and
+lost connections) of three statements, five round trips with BEGIN and COMMIT:
 
-1. claim the task id: `pg_advisory_xact_lock(hashtextextended('task:' || task_id, 0))`,
-   then read `task_rewards` by task id in a NEW statement (a READ COMMITTED statement
-   snapshot is taken before its locks are granted, so the read must follow the lock).
-   A concurrent duplicate waits on the lock until the first call commits, then sees its
-   row: same payload hash → the stored reward with replay = true; different →
-   IdempotencyConflict (ALREADY_EXISTS, IDEMPOTENCY_CONFLICT). The advisory lock is used
-   instead of claim-by-INSERT because the reward row's NOT NULL outcome columns (cred,
-   computed, awarded, xp) are only known after the decision: a claim row would need
-   placeholder values and a second write. The primary key on task_id stays the last line
-   of defence.
-2. lock the assignee's wallet row FOR UPDATE (joined with KYC status and reputation):
-   this serialises the awards of one user, so the next statement's read of the day's
-   issued BUZ is current and the daily cap cannot be overrun by concurrent tasks.
-3. one statement reads, after the lock: BUZ already issued on the acceptance's UTC day
-   (daily_user_stats.buz_issued), the venture, the reviewers' reputations; device posture
-   comes from server.profile.users.posture_of (the one reader of posture reports).
-4. server.wallet.domain.decide_reward with the parameters of one Parameters snapshot.
-5. if BUZ is awarded: one ISSUE ledger entry (server.wallet.ledger, reusing the lock).
-6. one statement (data-modifying CTE) writes the reward record, daily_user_stats
-   (buz_issued, xp_gain for the acceptance day), user_metrics (tasks_accepted, quality)
-   and the profile's XP; the level follows with level_for_xp (a second UPDATE only when it
-   changes).
-7. the audit event `task.accepted` (scope "task", ref id = task id).
+S1. lock the assignee's wallet row FOR UPDATE and profile row FOR NO KEY UPDATE (joined
+    with KYC status, reputation and XP). The wallet lock serialises one user's awards, so
+    the day's issued BUZ read next is current and the daily cap cannot be overrun; it also
+    serialises duplicates of one task for one assignee. The profile is locked here because
+    S3 moves its XP and level: taking it before the audit head keeps the lock order
+    wallet → profile → audit head, the order of every other writer (a profile update
+    precedes its audit append), so the two cannot deadlock. NOT_FOUND without a wallet
+    (unless the task id is already recorded: that answers first, as a replay/conflict).
+S2. one statement, after the lock (a READ COMMITTED statement's snapshot is taken when it
+    starts, so it sees what the previous holder of the wallet lock committed): the stored
+    reward of this task id (payload hash), BUZ issued on the acceptance's UTC day
+    (daily_user_stats), whether the venture exists, the reviewers found and their
+    reputations, the latest device report (server.profile.domain.is_device_compliant
+    judges it) and the head of this event's audit chain, created and locked by a
+    data-modifying CTE (server.audit.append.HEAD_UPSERT). A stored row with the same
+    payload hash → that reward with replay = true; a different hash → IdempotencyConflict
+    (ALREADY_EXISTS, IDEMPOTENCY_CONFLICT).
+    Then, in Python: server.wallet.domain.decide_reward with one Parameters snapshot's
+    parameters (decoded once per snapshot), the level (level_for_xp of the locked XP plus
+    the award), the ledger entry (server.wallet.ledger.prepare_entry: balance check, chain,
+    hash) and the audit event `task.accepted` (server.audit.append.prepare; scope "task",
+    ref id = task id).
+S3. one statement (data-modifying CTEs): the ISSUE ledger entry and the wallet's balance
+    and head (ledger.ENTRY_CTES, only when BUZ is awarded), the reward record,
+    daily_user_stats (buz_issued, xp_gain for the acceptance day), user_metrics
+    (tasks_accepted, quality), the profile's XP and level, the audit event and its chain
+    head (append.EVENT_CTES).
+
+A duplicate task id naming ANOTHER assignee does not share the wallet lock: it is caught
+by the task_rewards primary key, whose INSERT waits for the first transaction and fails
+with 23505 once it commits. That transaction rolls back and the call answers from the
+stored row (replay when the payload hash matches, else IdempotencyConflict).
+
+S2 and S3 run on the asyncpg connection under the session (module-constant statements,
+prepared once per connection; no SQLAlchemy compilation or result machinery) inside the
+transaction SQLAlchemy's adapter began for S1; see _Driver.
 
 The payload hash covers every request field after normalisation (task id, assignee, tier,
 quality, reviewer ids in the given order, venture, acceptance time), computed with the
@@ -36,23 +50,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server import idempotency
-from server.audit.append import AuditEvent, append
-from server.chain import payload_hash
+from server.audit import append as append_mod
+from server.audit.append import AuditEvent
+from server.chain import GENESIS, payload_hash
 from server.context import RequestContext
 from server.db.session import Database
 from server.errors import IdempotencyConflict, InvalidArgument, NotFound
 from server.params import Parameters
-from server.profile.domain import MILLI, level_for_xp
-from server.profile.users import posture_of
+from server.profile.domain import MILLI, DeviceReport, is_device_compliant, level_for_xp
 from server.wallet import ledger
 from server.wallet.domain import RewardDecision, decide_reward
 from server.wallet.ledger import EntryView, RefKind
@@ -202,55 +217,198 @@ def validate(event: TaskAccepted, now: datetime) -> _Valid:
     )
 
 
-_CLAIM_TASK = text("SELECT pg_advisory_xact_lock(hashtextextended('task:' || :task_id, 0))")
-_READ_REWARD = text("SELECT * FROM task_rewards WHERE task_id = :task_id")
-_LOCK_ASSIGNEE = text(
-    "SELECT w.id, w.user_id, w.buz_balance, w.pending_lock, w.head_seq, w.head_hash,"
-    " u.kyc_status, p.rep_milli"
+# --- the hot path: three statements on the driver connection ------------------------------
+#
+# Statement texts are module constants (asyncpg prepares each once per connection and caches
+# it). `{name}` placeholders are numbered $1, $2, ... by first use (_Binds); the ledger and
+# audit fragments come from their one writer (server/wallet/ledger.py ENTRY_CTES,
+# server/audit/append.py HEAD_UPSERT / EVENT_CTES), under a prefix so names cannot collide.
+
+
+class _Binds:
+    """str.format_map placeholders for asyncpg: `{name}` → `$n`, numbered by first use."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def scope(self, prefix: str) -> _Scope:
+        return _Scope(self, prefix)
+
+
+class _Scope:
+    def __init__(self, binds: _Binds, prefix: str) -> None:
+        self._binds, self._prefix = binds, prefix
+
+    def __getitem__(self, name: str) -> str:
+        key = self._prefix + name
+        names = self._binds.names
+        if key not in names:
+            names[key] = f"${len(names) + 1}"
+        return names[key]
+
+
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    sql: str
+    names: tuple[str, ...]
+
+    def args(self, values: Mapping[str, Any]) -> list[Any]:
+        return [values[name] for name in self.names]
+
+
+def _compose(*parts: tuple[str, str]) -> _Statement:
+    """One statement from (prefix, template) parts, concatenated; placeholders get the prefix."""
+    binds = _Binds()
+    sql = "".join(template.format_map(binds.scope(prefix)) for prefix, template in parts)
+    return _Statement(sql, tuple(binds.names))
+
+
+_AUDIT_SCOPE = "task"
+
+
+# S1 (through SQLAlchemy, so the adapter issues BEGIN first): lock the assignee's wallet
+# (serialises one user's awards, so the day's issued BUZ read by S2 is current and the daily
+# cap exact) and profile (S3 moves XP and level; locked here, before the audit head, so the
+# lock order is always wallet → profile → audit head, the order every other use case that
+# touches them follows: the profile update of UpdateMyProfile precedes its audit append).
+_LOCK_ASSIGNEE = (
+    "SELECT w.id, w.buz_balance, w.pending_lock, w.head_seq, w.head_hash,"
+    " u.kyc_status, p.rep_milli, p.xp"
     " FROM wallets w JOIN users u ON u.id = w.user_id JOIN profiles p ON p.user_id = w.user_id"
-    " WHERE w.user_id = :user_id FOR UPDATE OF w"
+    " WHERE w.user_id = $1 FOR UPDATE OF w FOR NO KEY UPDATE OF p"
 )
-# After the wallet lock (a new statement, so a fresh snapshot): the day's issued BUZ is the
-# value the previous award of this user committed.
-_FACTS = text(
-    "SELECT"
-    " (SELECT buz_issued FROM daily_user_stats WHERE user_id = :user_id AND day = :day)"
-    "  AS issued,"
-    " EXISTS (SELECT 1 FROM ventures WHERE id = :venture_id) AS venture_exists,"
-    " ARRAY(SELECT p.user_id::text FROM profiles p"
-    "  WHERE p.user_id = ANY(CAST(:reviewers AS uuid[])) ORDER BY p.user_id) AS reviewer_ids,"
-    " ARRAY(SELECT p.rep_milli FROM profiles p"
-    "  WHERE p.user_id = ANY(CAST(:reviewers AS uuid[])) ORDER BY p.user_id) AS reviewer_reps"
+# S2, after the lock (a new statement, hence a snapshot that sees what the previous holder
+# of the wallet lock committed): the stored reward of this task id, BUZ already issued on
+# the acceptance's UTC day, the venture, the reviewers' reputations, the latest device
+# report (server.profile.users.posture_of's ordering) and this event's audit chain head,
+# created and locked by the data-modifying CTE.
+_FACTS = _compose(
+    ("", "WITH head AS ("),
+    ("head.", append_mod.HEAD_UPSERT),
+    (
+        "",
+        ") SELECT"
+        " (SELECT payload_hash FROM task_rewards WHERE task_id = {task_id}) AS stored_hash,"
+        " (SELECT buz_issued FROM daily_user_stats WHERE user_id = {user_id} AND day = {day})"
+        "  AS issued,"
+        " EXISTS (SELECT 1 FROM ventures WHERE id = {venture_id}) AS venture_exists,"
+        " rv.ids AS reviewer_ids, rv.reps AS reviewer_reps,"
+        " d.compliant AS device_compliant, d.reported_at AS device_reported_at,"
+        " h.seq AS audit_seq, h.hash AS audit_hash"
+        " FROM head h"
+        " CROSS JOIN LATERAL (SELECT array_agg(p.user_id) AS ids, array_agg(p.rep_milli) AS reps"
+        "  FROM profiles p WHERE p.user_id = ANY(CAST({reviewers} AS uuid[]))) rv"
+        " LEFT JOIN LATERAL (SELECT r.compliant, r.reported_at FROM device_posture_reports r"
+        "  WHERE r.user_id = {user_id} ORDER BY r.reported_at DESC, r.created_at DESC LIMIT 1)"
+        " d ON true",
+    ),
 )
-_RECORD = text(
-    "WITH reward AS ("
+# S3: everything the award writes, one statement: the ledger entry and wallet head (only
+# when BUZ is awarded), the reward record, daily stats, metrics, XP and level, the audit
+# event and the audit head.
+_REWARD_CTES = (
+    "reward AS ("
     " INSERT INTO task_rewards (task_id, user_id, venture_id, tier, quality, reviewer_ids,"
     "  accepted_at, accepted_day, payload_hash, reviewer_cred_milli, buz_computed,"
     "  buz_awarded, buz_capped, withheld_reasons, xp_awarded, ledger_entry_id)"
-    " VALUES (:task_id, :user_id, :venture_id, :tier, :quality,"
-    "  CAST(:reviewer_ids AS text[]), :accepted_at, :day, :payload_hash, :cred,"
-    "  :computed, :awarded, :capped, CAST(:reasons AS text[]), :xp, :entry_id)"
+    " VALUES ({task_id}, {user_id}, {venture_id}, {tier}, {quality},"
+    "  CAST({reviewer_ids} AS text[]), {accepted_at}, {day}, {payload_hash}, {cred},"
+    "  CAST({computed} AS bigint), CAST({awarded} AS bigint), {capped},"
+    "  CAST({reasons} AS text[]), CAST({xp} AS bigint), (SELECT id FROM ledger_entry))"
     " RETURNING created_at),"
     " daily AS ("
     " INSERT INTO daily_user_stats (user_id, day, xp_gain, buz_issued)"
-    " VALUES (:user_id, :day, :xp, :awarded)"
+    " VALUES ({user_id}, {day}, {xp}, {awarded})"
     " ON CONFLICT (user_id, day) DO UPDATE SET"
     "  xp_gain = daily_user_stats.xp_gain + EXCLUDED.xp_gain,"
     "  buz_issued = daily_user_stats.buz_issued + EXCLUDED.buz_issued),"
     " metrics AS ("
     " INSERT INTO user_metrics (user_id, tasks_accepted, quality_sum, quality_count)"
-    " VALUES (:user_id, 1, :quality, 1)"
+    " VALUES ({user_id}, 1, {quality}, 1)"
     " ON CONFLICT (user_id) DO UPDATE SET"
     "  tasks_accepted = user_metrics.tasks_accepted + 1,"
     "  quality_sum = user_metrics.quality_sum + EXCLUDED.quality_sum,"
     "  quality_count = user_metrics.quality_count + 1, updated_at = now()),"
     " profile AS ("
-    " UPDATE profiles SET xp = xp + :xp, updated_at = now() WHERE user_id = :user_id"
-    " RETURNING xp, level)"
-    " SELECT (SELECT created_at FROM reward) AS created_at,"
-    " (SELECT xp FROM profile) AS xp, (SELECT level FROM profile) AS level"
+    " UPDATE profiles SET xp = xp + {xp}, level = {level}, updated_at = now()"
+    " WHERE user_id = {user_id})"
 )
-_SET_LEVEL = text("UPDATE profiles SET level = :level, updated_at = now() WHERE user_id = :user_id")
+_NO_ENTRY_CTES = (
+    "ledger_entry AS (SELECT NULL::bigint AS id), ledger_head AS (SELECT NULL::bigint AS entry_id)"
+)
+_RECORD_RETURNING = (
+    " SELECT (SELECT created_at FROM reward) AS created_at,"
+    " (SELECT entry_id FROM ledger_head) AS entry_id,"
+    " (SELECT event_id FROM audit_head) AS event_id"
+)
+_RECORD_WITH_ENTRY = _compose(
+    ("", "WITH "),
+    ("entry.", ledger.ENTRY_CTES),
+    ("", ", "),
+    ("", _REWARD_CTES),
+    ("", ", "),
+    ("audit.", append_mod.EVENT_CTES),
+    ("", _RECORD_RETURNING),
+)
+_RECORD_NO_ENTRY = _compose(
+    ("", "WITH "),
+    ("", _NO_ENTRY_CTES),
+    ("", ", "),
+    ("", _REWARD_CTES),
+    ("", ", "),
+    ("audit.", append_mod.EVENT_CTES),
+    ("", _RECORD_RETURNING),
+)
+_READ_REWARD = text("SELECT * FROM task_rewards WHERE task_id = :task_id")
+TASK_REWARDS_PKEY = "pk_task_rewards"
+
+
+class _TaskIdTaken(Exception):
+    """S3 hit the task_rewards primary key: a concurrent call recorded this task id first."""
+
+
+class _Driver:
+    """The asyncpg connection under a session's transaction, for module-constant statements.
+
+    It is the connection SQLAlchemy's adapter owns, used inside the transaction the adapter
+    began (checked: statements never run outside it), so Database.run stays the owner of
+    commit, rollback and retries. Errors are re-raised as SQLAlchemy DBAPIError (the
+    asyncpg error is `.orig`, so sqlstate_of and the 40001/40P01 retry see them); an error
+    that is not the server's answer to a statement (connection lost, protocol state
+    unknown) invalidates the connection so the pool does not hand it out again.
+    """
+
+    def __init__(self, conn: AsyncConnection, driver: Any) -> None:
+        self._conn = conn
+        self._driver = driver
+
+    async def fetchrow(self, sql: str, args: Sequence[Any]) -> Any:
+        if not self._driver.is_in_transaction():
+            # The adapter begins lazily, on its first statement: a raw statement before that
+            # would autocommit. Callers run a SQLAlchemy statement first (S1).
+            raise RuntimeError("driver statement outside the session's transaction")
+        try:
+            return await self._driver.fetchrow(sql, *args)
+        except Exception as error:
+            raise await self._translate(error, sql, args) from error
+
+    async def _translate(self, error: Exception, sql: str, args: Sequence[Any]) -> DBAPIError:
+        state = getattr(error, "sqlstate", None)
+        if not isinstance(state, str) or state.startswith("08") or self._driver.is_closed():
+            await self._conn.invalidate(error)
+            return DBAPIError(sql, list(args), error, connection_invalidated=True)
+        kind = _ERROR_CLASSES.get(state[:2], DBAPIError)
+        return kind(sql, list(args), error)
+
+
+_ERROR_CLASSES: dict[str, type[DBAPIError]] = {
+    "22": DataError,
+    "23": IntegrityError,
+    "40": OperationalError,
+    "42": ProgrammingError,
+    "53": OperationalError,
+    "57": OperationalError,
+}
 
 
 def _reward_from_row(row: Any, entry: EntryView | None, *, replay: bool) -> RewardView:
@@ -281,27 +439,68 @@ async def _load_entry(session: AsyncSession, entry_id: int | None) -> EntryView 
     return await ledger.load_entry(session, entry_id)
 
 
-async def load_reward(session: AsyncSession, task_id: str, *, replay: bool) -> RewardView | None:
+async def _load_stored(session: AsyncSession, task_id: str) -> tuple[str, RewardView] | None:
+    """The stored reward of `task_id` (as a replay) and its payload hash, or None."""
     row = (await session.execute(_READ_REWARD, {"task_id": task_id})).first()
     if row is None:
         return None
-    return _reward_from_row(row, await _load_entry(session, row.ledger_entry_id), replay=replay)
+    view = _reward_from_row(row, await _load_entry(session, row.ledger_entry_id), replay=True)
+    return str(row.payload_hash), view
+
+
+async def load_reward(session: AsyncSession, task_id: str, *, replay: bool) -> RewardView | None:
+    stored = await _load_stored(session, task_id)
+    if stored is None:
+        return None
+    return replace(stored[1], replay=replay)
+
+
+def _replay_or_conflict(valid: _Valid, stored_hash: str, view: RewardView) -> RewardView:
+    if stored_hash != valid.payload_hash:
+        raise _conflict(valid)
+    return view
+
+
+def _conflict(valid: _Valid) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        "task_id was already recorded with a different payload",
+        metadata={"task_id": valid.task_id},
+    )
 
 
 class RewardService:
     def __init__(self, database: Database, params: Parameters) -> None:
         self._db = database
         self._params = params
+        self._decoded: tuple[Mapping[str, Any], RewardParams] | None = None
+
+    async def _reward_params(self) -> RewardParams:
+        """RewardParams of the current snapshot, decoded once per snapshot object."""
+        snapshot = await self._params.snapshot()
+        decoded = self._decoded
+        if decoded is None or decoded[0] is not snapshot:
+            decoded = self._decoded = (snapshot, RewardParams.from_snapshot(snapshot))
+        return decoded[1]
 
     async def record_task_accepted(self, ctx: RequestContext, event: TaskAccepted) -> RewardView:
         """Reward one accepted task exactly once (see the module docstring)."""
         valid = validate(event, datetime.now(UTC))
-        params = RewardParams.from_snapshot(await self._params.snapshot())
+        params = await self._reward_params()
 
         async def tx(session: AsyncSession) -> RewardView:
             return await _record(session, ctx, valid, params)
 
-        return await self._db.run(tx)
+        try:
+            return await self._db.run(tx)
+        except _TaskIdTaken:
+            pass
+        # A concurrent call naming another assignee recorded this task id first (same
+        # assignee: serialised on the wallet lock, S2 sees the row). Ours rolled back.
+        async with self._db.transaction() as session:
+            stored = await _load_stored(session, valid.task_id)
+        if stored is None:  # pragma: no cover - the key was taken by a committed row
+            raise RuntimeError("task_rewards primary key violated, but no row is stored")
+        return _replay_or_conflict(valid, *stored)
 
     async def get_task_reward(self, ctx: RequestContext, task_id: str) -> RewardView:
         idempotency.validate_key(task_id, "task_id")
@@ -315,60 +514,71 @@ class RewardService:
 async def _record(
     session: AsyncSession, ctx: RequestContext, valid: _Valid, params: RewardParams
 ) -> RewardView:
-    # 1. claim the task id (a concurrent duplicate waits here until we commit)
-    await session.execute(_CLAIM_TASK, {"task_id": valid.task_id})
-    stored = (await session.execute(_READ_REWARD, {"task_id": valid.task_id})).first()
-    if stored is not None:
-        if stored.payload_hash != valid.payload_hash:
-            raise IdempotencyConflict(
-                "task_id was already recorded with a different payload",
-                metadata={"task_id": valid.task_id},
-            )
-        entry = await _load_entry(session, stored.ledger_entry_id)
-        return _reward_from_row(stored, entry, replay=True)
-    # 2. serialise this user's awards on the wallet row
-    assignee = (await session.execute(_LOCK_ASSIGNEE, {"user_id": valid.user_id})).first()
+    conn = await session.connection()
+    # S1: lock the assignee's wallet and profile (SQLAlchemy: its adapter issues BEGIN)
+    assignee = (await conn.exec_driver_sql(_LOCK_ASSIGNEE, (valid.user_id,))).first()
+    db = _Driver(conn, (await conn.get_raw_connection()).driver_connection)
     if assignee is None:
+        # A recorded task id answers before an unknown assignee (the order of old).
+        stored = await _load_stored(session, valid.task_id)
+        if stored is not None:
+            return _replay_or_conflict(valid, *stored)
         raise NotFound("assignee not found", metadata={"user_id": str(valid.user_id)})
     wallet = ledger.WalletState(
         wallet_id=assignee.id,
-        user_id=assignee.user_id,
+        user_id=valid.user_id,
         buz_balance=int(assignee.buz_balance),
         pending_lock=int(assignee.pending_lock),
         head_seq=int(assignee.head_seq),
         head_hash=str(assignee.head_hash),
     )
-    # 3. facts read under the lock
-    facts = (
-        await session.execute(
-            _FACTS,
+    # S2: facts read under the lock; the audit head created and locked
+    chain_id = append_mod.chain_for(_AUDIT_SCOPE, valid.task_id)
+    facts = await db.fetchrow(
+        _FACTS.sql,
+        _FACTS.args(
             {
+                "head.chain_id": chain_id,
+                "head.genesis": GENESIS,
+                "task_id": valid.task_id,
                 "user_id": valid.user_id,
                 "day": valid.accepted_day,
                 "venture_id": valid.venture_id,
-                "reviewers": [str(r) for r in valid.reviewer_ids],
-            },
-        )
-    ).one()
-    if not facts.venture_exists:
+                "reviewers": list(valid.reviewer_ids),
+            }
+        ),
+    )
+    if facts["stored_hash"] is not None:
+        if facts["stored_hash"] != valid.payload_hash:
+            raise _conflict(valid)
+        stored = await _load_stored(session, valid.task_id)
+        if stored is None:  # pragma: no cover - committed before our snapshot, never deleted
+            raise RuntimeError("stored reward vanished")
+        return stored[1]
+    if not facts["venture_exists"]:
         raise NotFound("venture not found", metadata={"venture_id": str(valid.venture_id)})
-    found_reviewers = set(facts.reviewer_ids)
-    missing = [str(r) for r in valid.reviewer_ids if str(r) not in found_reviewers]
+    found_reviewers = set(facts["reviewer_ids"] or ())
+    missing = [str(r) for r in valid.reviewer_ids if r not in found_reviewers]
     if missing:
         raise NotFound("reviewer not found", metadata={"reviewer_id": missing[0]})
     device_compliant = True
     if params.require_device:
-        posture = await posture_of(session, valid.user_id, datetime.now(UTC), params.max_report_age)
-        device_compliant = posture.device_compliant
-    # 4. decide
+        reported_at = facts["device_reported_at"]
+        latest = (
+            None
+            if reported_at is None
+            else DeviceReport(compliant=bool(facts["device_compliant"]), reported_at=reported_at)
+        )
+        device_compliant = is_device_compliant(latest, datetime.now(UTC), params.max_report_age)
+    # decide (pure)
     decision = decide_reward(
         tier=valid.tier,
         quality=valid.quality,
-        reviewer_reps_milli=[int(r) for r in facts.reviewer_reps],
+        reviewer_reps_milli=[int(r) for r in facts["reviewer_reps"]],
         kyc_status=assignee.kyc_status if params.require_kyc else "PASSED",
         rep_milli=int(assignee.rep_milli),
         device_compliant=device_compliant,
-        issued_today=int(facts.issued or 0),
+        issued_today=int(facts["issued"] or 0),
         tier_base=params.tier_base,
         quality_multiplier=params.quality_multiplier,
         cred_low_milli=params.cred_low_milli,
@@ -376,64 +586,76 @@ async def _record(
         min_rep=params.min_rep,
         daily_cap=params.daily_cap,
     )
-    # 5. issue
+    level = level_for_xp(int(assignee.xp) + decision.xp, params.level_thresholds)
     entry = None
     if decision.awarded > 0:
-        entry = await ledger.issue(
-            session,
+        entry = ledger.prepare_entry(
+            wallet,
             ctx,
-            user_id=valid.user_id,
+            type=ledger.EntryType.ISSUE,
             amount=decision.awarded,
             ref_kind=RefKind.TASK,
             ref_id=valid.task_id,
-            locked=wallet,
         )
-    # 6. reward record, daily stats, metrics, XP (one statement), level
-    reasons = [str(r) for r in decision.reasons]
-    written = (
-        await session.execute(
-            _RECORD,
-            {
-                "task_id": valid.task_id,
-                "user_id": valid.user_id,
-                "venture_id": valid.venture_id,
-                "tier": valid.tier,
-                "quality": valid.quality,
-                "reviewer_ids": [str(r) for r in valid.reviewer_ids],
-                "accepted_at": valid.accepted_at,
-                "day": valid.accepted_day,
-                "payload_hash": valid.payload_hash,
-                "cred": decision.cred_milli,
-                "computed": decision.computed,
-                "awarded": decision.awarded,
-                "capped": decision.capped,
-                "reasons": reasons,
-                "xp": decision.xp,
-                "entry_id": entry.id if entry else None,
-            },
-        )
-    ).one()
-    level = level_for_xp(int(written.xp), params.level_thresholds)
-    if level != int(written.level):
-        await session.execute(_SET_LEVEL, {"level": level, "user_id": valid.user_id})
-    # 7. audit
-    await append(
-        session,
+    audit = append_mod.prepare(
         ctx,
         AuditEvent(
             action="task.accepted",
-            scope="task",
+            scope=_AUDIT_SCOPE,
             ref_id=valid.task_id,
             details=_audit_details(valid, decision, entry, level),
         ),
+        chain_id=chain_id,
+        head_seq=int(facts["audit_seq"]),
+        head_hash=str(facts["audit_hash"]),
     )
+    reasons = [str(r) for r in decision.reasons]
+    reviewer_ids = [str(r) for r in valid.reviewer_ids]
+    values: dict[str, Any] = {
+        "task_id": valid.task_id,
+        "user_id": valid.user_id,
+        "venture_id": valid.venture_id,
+        "tier": valid.tier,
+        "quality": valid.quality,
+        "reviewer_ids": reviewer_ids,
+        "accepted_at": valid.accepted_at,
+        "day": valid.accepted_day,
+        "payload_hash": valid.payload_hash,
+        "cred": decision.cred_milli,
+        "computed": decision.computed,
+        "awarded": decision.awarded,
+        "capped": decision.capped,
+        "reasons": reasons,
+        "xp": decision.xp,
+        "level": level,
+    }
+    for name, value in audit.params().items():
+        values["audit." + name] = value
+    statement = _RECORD_NO_ENTRY
+    if entry is not None:
+        statement = _RECORD_WITH_ENTRY
+        for name, value in entry.params().items():
+            values["entry." + name] = value
+    # S3: write it all
+    try:
+        written = await db.fetchrow(statement.sql, statement.args(values))
+    except IntegrityError as error:
+        if getattr(error.orig, "constraint_name", None) == TASK_REWARDS_PKEY:
+            raise _TaskIdTaken from error
+        raise
+    if written["event_id"] is None or (entry is not None and written["entry_id"] is None):
+        raise RuntimeError("wallet or audit head moved under a held lock")
+    view = None
+    if entry is not None:
+        view = entry.view(int(written["entry_id"]))
+        ledger.advance(wallet, entry)
     return RewardView(
         task_id=valid.task_id,
         user_id=valid.user_id,
         venture_id=valid.venture_id,
         tier=valid.tier,
         quality=valid.quality,
-        reviewer_ids=tuple(str(r) for r in valid.reviewer_ids),
+        reviewer_ids=tuple(reviewer_ids),
         accepted_at=valid.accepted_at,
         accepted_day=valid.accepted_day,
         reviewer_cred_milli=decision.cred_milli,
@@ -442,14 +664,14 @@ async def _record(
         buz_capped=decision.capped,
         withheld_reasons=tuple(reasons),
         xp_awarded=decision.xp,
-        ledger_entry=entry,
+        ledger_entry=view,
         replay=False,
-        created_at=written.created_at,
+        created_at=written["created_at"],
     )
 
 
 def _audit_details(
-    valid: _Valid, decision: RewardDecision, entry: EntryView | None, level: int
+    valid: _Valid, decision: RewardDecision, entry: ledger.NewEntry | None, level: int
 ) -> dict[str, Any]:
     return {
         "user_id": str(valid.user_id),
