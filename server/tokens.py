@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,9 @@ def roles_of(claim: object) -> frozenset[str]:
     return frozenset(r for r in claim if isinstance(r, str) and r in KNOWN_ROLES)
 
 
+VERIFIED_CACHE_SIZE = 4096
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -78,6 +82,9 @@ class TokenVerifier:
         self._issuer = issuer or None
         self._audience = audience or None
         self._leeway = leeway_s
+        # token → (principal, valid until): a service token is verified once, not per call
+        # (an ES256 check costs ~0.1 ms here). Only verified tokens enter; `exp` still rules.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -112,6 +119,20 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; Unauthenticated (TOKEN_EXPIRED when expired) else."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            principal, valid_until = hit
+            if time.time() <= valid_until:
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]  # expired: the full check below says so
+        principal, expires_at = self._verify_signature_and_claims(token)
+        self._verified[token] = (principal, expires_at + self._leeway)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify_signature_and_claims(self, token: str) -> tuple[Principal, float]:
         try:
             key = self._key_for(jwt.get_unverified_header(token))
             claims = jwt.decode(
@@ -130,7 +151,8 @@ class TokenVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise Unauthenticated("invalid bearer token: no subject")
-        return Principal(user_id=sub, roles=roles_of(claims.get("roles")))
+        principal = Principal(user_id=sub, roles=roles_of(claims.get("roles")))
+        return principal, float(claims["exp"])
 
 
 def mint_token(
