@@ -313,7 +313,9 @@ class UserService:
 async def posture_of(
     session: AsyncSession, user_id: uuid.UUID, now: datetime, max_age: timedelta
 ) -> PostureView:
-    """A user's device compliance as of `now` (the one place that reads posture reports)."""
+    """A user's device compliance and streak as of `now`. The rule itself is
+    server.profile.domain's; RecordTaskAccepted reads the latest report in its own
+    statement (one round trip less) and applies the same rule."""
     latest = (
         await session.execute(
             select(DevicePostureReport.compliant, DevicePostureReport.reported_at)
