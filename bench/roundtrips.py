@@ -6,8 +6,8 @@ API, then sends RecordTaskAccepted and GetProfile calls over gRPC while SQLAlche
 events count what each call sends to PostgreSQL: statements, BEGIN, COMMIT and the pool's
 pre-ping on checkout (when enabled). Prints one JSON document: per-call averages and the
 distinct SQL statements of one call, in order. Not a timing tool (no figures, only counts).
-Blind spot: statements a use case sends on the raw asyncpg connection (bypassing
-SQLAlchemy) are not seen by these engine events.
+Statements a use case sends on the raw asyncpg connection (bypassing SQLAlchemy) are
+counted through asyncpg's query logger.
 """
 
 from __future__ import annotations
@@ -78,6 +78,32 @@ def _attach(db: Database, counts: Counts) -> None:
     def _rollback(conn: Any) -> None:
         if counts.on and not autocommit(conn):
             counts.events["ROLLBACK"] += 1
+
+    # Statements a use case sends on the asyncpg connection itself bypass the engine events:
+    # asyncpg's query logger sees them (it also sees the adapter's BEGIN/COMMIT/ROLLBACK,
+    # which the engine events above already count, so those are skipped here).
+    logged: set[int] = set()
+
+    def _driver_query(record: Any) -> None:
+        if not counts.on:
+            return
+        query = " ".join(str(record.query).split())
+        if query.split(" ", 1)[0].rstrip(";").upper() in {
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+            "SAVEPOINT",
+        }:
+            return
+        counts.statements.append(query[:160])
+        counts.events["statement (driver)"] += 1
+
+    @event.listens_for(sync.pool, "checkout")
+    def _logger_on_checkout(dbapi_conn: Any, *args: Any) -> None:
+        driver = dbapi_conn.driver_connection
+        if id(driver) not in logged:
+            logged.add(id(driver))
+            driver.add_query_logger(_driver_query)
 
     if getattr(sync.pool, "_pre_ping", False):
 

@@ -124,3 +124,12 @@ async def test_read_runs_each_statement_in_its_own_transaction(db: Database) -> 
             (await session.execute(txid)).scalar(),
         )
     assert first == second
+
+
+async def test_read_row_returns_a_record_or_none_and_maps_errors(db: Database) -> None:
+    row = await db.read_row("SELECT $1::int AS n, 'x' AS s", 7)
+    assert (row["n"], row["s"]) == (7, "x")
+    assert await db.read_row("SELECT 1 WHERE false") is None
+    with pytest.raises(DBAPIError) as err:
+        await db.read_row("SELECT 1 / $1::int", 0)
+    assert sqlstate_of(err.value) == "22012"  # division_by_zero, as SQLAlchemy would raise it

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError
 
 from server.audit.append import chain_for
+from server.db.driver import Driver
 from server.db.session import Database, sqlstate_of
 from server.errors import IdempotencyConflict, InvalidArgument, NotFound
 from server.params import Parameters
@@ -456,16 +457,16 @@ async def test_driver_refuses_to_run_before_the_transaction_began(db: Database) 
         driver = (await conn.get_raw_connection()).driver_connection
         assert not driver.is_in_transaction()
         with pytest.raises(RuntimeError, match="outside"):
-            await rewards._Driver(conn, driver).fetchrow("SELECT 1", ())
+            await Driver(conn, driver).fetchrow("SELECT 1", ())
         await conn.exec_driver_sql("SELECT 1")
         assert driver.is_in_transaction()
-        assert (await rewards._Driver(conn, driver).fetchrow("SELECT $1::int", (7,)))[0] == 7
+        assert (await Driver(conn, driver).fetchrow("SELECT $1::int", (7,)))[0] == 7
 
 
 async def _driver_of(session: Any) -> Any:
     conn = await session.connection()
     await conn.exec_driver_sql("SELECT 1")  # BEGIN
-    return rewards._Driver(conn, (await conn.get_raw_connection()).driver_connection)
+    return await Driver.of(conn)
 
 
 async def test_driver_errors_are_dbapi_errors_and_deadlocks_are_retried(db: Database) -> None:

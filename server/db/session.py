@@ -27,6 +27,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from server.db.driver import Driver
+
 T = TypeVar("T")
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
@@ -126,6 +128,13 @@ class Database:
         trips. Several statements here do not share a snapshot: use `transaction` for that."""
         async with self._reader.connect() as conn:
             yield conn
+
+    async def read_row(self, sql: str, *args: Any) -> Any:
+        """One row (an asyncpg Record) or None, from one autocommit statement sent on the
+        driver: the cheapest read there is (hot public reads). `sql` must be a constant."""
+        async with self._reader.connect() as conn:
+            driver = await Driver.of(conn, autocommit=True)
+            return await driver.fetchrow(sql, args)
 
     async def run(self, fn: Callable[[AsyncSession], Awaitable[T]], *, attempts: int = 5) -> T:
         """`fn(session)` in a transaction, retried (fresh transaction) on 40001 / 40P01 and

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import func, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.append import AuditEvent, append
 from server.context import ROLE_ADMIN, RequestContext
@@ -18,7 +18,7 @@ from server.db.session import Database
 from server.errors import InvalidArgument, NotFound, Unauthenticated
 from server.params import Parameters
 from server.profile.domain import shown_rep
-from server.profile.models import Profile, User
+from server.profile.models import Profile
 from server.profile.users import parse_user_id
 
 THEMES = ("AUTO", "LIGHT", "DARK")
@@ -85,29 +85,16 @@ def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-# Built once: the read path is hot (public profile views), so no per-call compilation of
-# ORM entities; plain columns, one round trip.
-_PROFILE_VIEW = (
-    select(
-        Profile.user_id,
-        User.display_name,
-        User.joined_at,
-        Profile.nickname,
-        Profile.bio,
-        Profile.location,
-        Profile.website_url,
-        Profile.avatar_url,
-        Profile.theme,
-        Profile.is_public,
-        Profile.level,
-        Profile.xp,
-        Profile.rep_milli,
-        Profile.created_at,
-        Profile.updated_at,
-    )
-    .join(User, User.id == Profile.user_id)
-    .where(Profile.user_id == bindparam("user_id"))
-)
+# The public read path is hot: one constant statement sent on the driver (prepared once per
+# connection), no ORM or Core compilation per call. Columns match ProfileView's sources.
+_PROFILE_VIEW = """
+SELECT p.user_id, u.display_name, u.joined_at, p.nickname, p.bio, p.location,
+       p.website_url, p.avatar_url, p.theme, p.is_public, p.level, p.xp, p.rep_milli,
+       p.created_at, p.updated_at
+FROM profiles p JOIN users u ON u.id = p.user_id
+WHERE p.user_id = $1
+"""
+_PROFILE_VIEW_SA = text(_PROFILE_VIEW.replace("$1", ":user_id"))
 
 
 class ProfileService:
@@ -116,36 +103,42 @@ class ProfileService:
         self._params = params
 
     async def _view(
-        self, conn: AsyncSession | AsyncConnection, user_id: uuid.UUID
+        self, user_id: uuid.UUID, session: AsyncSession | None = None
     ) -> tuple[ProfileView, bool]:
-        row = (await conn.execute(_PROFILE_VIEW, {"user_id": user_id})).first()
+        """The profile; inside `session`'s transaction when given (after a write)."""
+        # An asyncpg Record or a SQLAlchemy RowMapping: both read by column name.
+        row: Mapping[Any, Any] | None
+        if session is None:
+            row = await self._db.read_row(_PROFILE_VIEW, user_id)
+        else:
+            params = {"user_id": user_id}
+            row = (await session.execute(_PROFILE_VIEW_SA, params)).mappings().first()
         if row is None:
             raise NotFound("profile not found")
         thresholds = (await self._params.snapshot())["levels.thresholds"]
         view = ProfileView(
-            user_id=row.user_id,
-            display_name=row.display_name,
-            nickname=row.nickname or "",
-            bio=row.bio or "",
-            location=row.location or "",
-            website_url=row.website_url or "",
-            avatar_url=row.avatar_url or "",
-            theme=row.theme or "AUTO",
-            is_public=row.is_public,
-            level=row.level,
-            xp=row.xp,
-            next_level_xp=next_level_xp(row.level, thresholds),
-            rep=shown_rep(row.rep_milli),
-            joined_at=row.joined_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            user_id=row["user_id"],
+            display_name=row["display_name"],
+            nickname=row["nickname"] or "",
+            bio=row["bio"] or "",
+            location=row["location"] or "",
+            website_url=row["website_url"] or "",
+            avatar_url=row["avatar_url"] or "",
+            theme=row["theme"] or "AUTO",
+            is_public=row["is_public"],
+            level=row["level"],
+            xp=row["xp"],
+            next_level_xp=next_level_xp(row["level"], thresholds),
+            rep=shown_rep(row["rep_milli"]),
+            joined_at=row["joined_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
         )
-        return view, row.is_public
+        return view, bool(row["is_public"])
 
     async def get(self, ctx: RequestContext, user_id: str) -> ProfileView:
         target = parse_user_id(user_id, ctx)
-        async with self._db.read() as conn:  # one statement: no transaction needed
-            view, public = await self._view(conn, target)
+        view, public = await self._view(target)
         owner = ctx.principal is not None and ctx.principal.user_id == str(target)
         admin = ctx.principal is not None and ctx.principal.has(ROLE_ADMIN)
         if not (public or owner or admin):
@@ -184,7 +177,7 @@ class ProfileService:
                     details={"fields": sorted(values)},
                 ),
             )
-            view, _ = await self._view(session, target)
+            view, _ = await self._view(target, session)
             return view
 
         return await self._db.run(tx)

@@ -38,7 +38,7 @@ stored row (replay when the payload hash matches, else IdempotencyConflict).
 
 S2 and S3 run on the asyncpg connection under the session (module-constant statements,
 prepared once per connection; no SQLAlchemy compilation or result machinery) inside the
-transaction SQLAlchemy's adapter began for S1; see _Driver.
+transaction SQLAlchemy's adapter began for S1; see server.db.driver.Driver.
 
 The payload hash covers every request field after normalisation (task id, assignee, tier,
 quality, reviewer ids in the given order, venture, acceptance time), computed with the
@@ -56,14 +56,15 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import idempotency
 from server.audit import append as append_mod
 from server.audit.append import AuditEvent
 from server.chain import GENESIS, payload_hash
 from server.context import RequestContext
+from server.db.driver import Driver
 from server.db.session import Database
 from server.errors import IdempotencyConflict, InvalidArgument, NotFound
 from server.params import Parameters
@@ -367,50 +368,6 @@ class _TaskIdTaken(Exception):
     """S3 hit the task_rewards primary key: a concurrent call recorded this task id first."""
 
 
-class _Driver:
-    """The asyncpg connection under a session's transaction, for module-constant statements.
-
-    It is the connection SQLAlchemy's adapter owns, used inside the transaction the adapter
-    began (checked: statements never run outside it), so Database.run stays the owner of
-    commit, rollback and retries. Errors are re-raised as SQLAlchemy DBAPIError (the
-    asyncpg error is `.orig`, so sqlstate_of and the 40001/40P01 retry see them); an error
-    that is not the server's answer to a statement (connection lost, protocol state
-    unknown) invalidates the connection so the pool does not hand it out again.
-    """
-
-    def __init__(self, conn: AsyncConnection, driver: Any) -> None:
-        self._conn = conn
-        self._driver = driver
-
-    async def fetchrow(self, sql: str, args: Sequence[Any]) -> Any:
-        if not self._driver.is_in_transaction():
-            # The adapter begins lazily, on its first statement: a raw statement before that
-            # would autocommit. Callers run a SQLAlchemy statement first (S1).
-            raise RuntimeError("driver statement outside the session's transaction")
-        try:
-            return await self._driver.fetchrow(sql, *args)
-        except Exception as error:
-            raise await self._translate(error, sql, args) from error
-
-    async def _translate(self, error: Exception, sql: str, args: Sequence[Any]) -> DBAPIError:
-        state = getattr(error, "sqlstate", None)
-        if not isinstance(state, str) or state.startswith("08") or self._driver.is_closed():
-            await self._conn.invalidate(error)
-            return DBAPIError(sql, list(args), error, connection_invalidated=True)
-        kind = _ERROR_CLASSES.get(state[:2], DBAPIError)
-        return kind(sql, list(args), error)
-
-
-_ERROR_CLASSES: dict[str, type[DBAPIError]] = {
-    "22": DataError,
-    "23": IntegrityError,
-    "40": OperationalError,
-    "42": ProgrammingError,
-    "53": OperationalError,
-    "57": OperationalError,
-}
-
-
 def _reward_from_row(row: Any, entry: EntryView | None, *, replay: bool) -> RewardView:
     return RewardView(
         task_id=row.task_id,
@@ -517,7 +474,7 @@ async def _record(
     conn = await session.connection()
     # S1: lock the assignee's wallet and profile (SQLAlchemy: its adapter issues BEGIN)
     assignee = (await conn.exec_driver_sql(_LOCK_ASSIGNEE, (valid.user_id,))).first()
-    db = _Driver(conn, (await conn.get_raw_connection()).driver_connection)
+    db = await Driver.of(conn)
     if assignee is None:
         # A recorded task id answers before an unknown assignee (the order of old).
         stored = await _load_stored(session, valid.task_id)
