@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,14 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from server.errors import InvalidArgument
+
+
+def parse_uuid(raw: str, field: str, description: str = "must be a UUID") -> uuid.UUID:
+    """A caller-supplied id; anything but a UUID is INVALID_ARGUMENT naming the field."""
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgument.field(field, description) from None
 
 
 def to_timestamp(value: datetime | None) -> Timestamp | None:

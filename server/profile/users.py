@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import idempotency
 from server.audit.append import AuditEvent, append
 from server.context import ROLE_ADMIN, ROLE_SYSTEM, RequestContext
+from server.convert import parse_uuid
 from server.db.session import Database
 from server.errors import (
     AlreadyExists,
@@ -60,10 +61,7 @@ def parse_user_id(raw: str, ctx: RequestContext, field: str = "user_id") -> uuid
         if ctx.principal is None:
             raise Unauthenticated("`me` needs a bearer token")
         raw = ctx.principal.user_id
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise InvalidArgument.field(field, "must be a UUID or `me`") from None
+    return parse_uuid(raw, field, "must be a UUID or `me`")
 
 
 def is_privileged(ctx: RequestContext) -> bool:

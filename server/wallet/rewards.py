@@ -64,6 +64,7 @@ from server.audit import append as append_mod
 from server.audit.append import AuditEvent
 from server.chain import GENESIS, payload_hash
 from server.context import RequestContext
+from server.convert import parse_uuid
 from server.db.driver import Driver
 from server.db.session import Database
 from server.errors import IdempotencyConflict, InvalidArgument, NotFound
@@ -163,30 +164,23 @@ class _Valid:
     payload_hash: str
 
 
-def _uuid(raw: str, field: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except (ValueError, AttributeError, TypeError):
-        raise InvalidArgument.field(field, "must be a UUID") from None
-
-
 def validate(event: TaskAccepted, now: datetime) -> _Valid:
     task_id = idempotency.validate_key(event.task_id, "task_id")
-    user_id = _uuid(event.user_id, "user_id")
+    user_id = parse_uuid(event.user_id, "user_id")
     if event.tier not in TIERS:
         raise InvalidArgument.field("tier", "must be S, A, B or C")
     if not 1 <= event.quality <= 5:
         raise InvalidArgument.field("quality", "must be 1..5")
     if not 1 <= len(event.reviewer_ids) <= MAX_REVIEWERS:
         raise InvalidArgument.field("reviewer_ids", f"must name 1..{MAX_REVIEWERS} reviewers")
-    reviewers = tuple(_uuid(r, f"reviewer_ids[{i}]") for i, r in enumerate(event.reviewer_ids))
+    reviewers = tuple(parse_uuid(r, f"reviewer_ids[{i}]") for i, r in enumerate(event.reviewer_ids))
     if len(set(reviewers)) != len(reviewers):
         raise InvalidArgument.field("reviewer_ids", "must be distinct")
     if user_id in reviewers:
         raise InvalidArgument.field("reviewer_ids", "must not include the assignee")
     if not event.venture_id:
         raise InvalidArgument.field("venture_id", "is required")
-    venture_id = _uuid(event.venture_id, "venture_id")
+    venture_id = parse_uuid(event.venture_id, "venture_id")
     if event.accepted_at is None:
         raise InvalidArgument.field("accepted_at", "is required")
     if event.accepted_at.tzinfo is None:

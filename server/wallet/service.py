@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import idempotency
 from server.audit.append import AuditEvent, append
 from server.context import ROLE_ADMIN, RequestContext
+from server.convert import parse_uuid
 from server.db.session import Database
 from server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from server.pagination import PageTokens, page_size
@@ -87,21 +88,11 @@ def _target(ctx: RequestContext, raw: str) -> uuid.UUID:
     """Empty / "me" → the caller; another user's id needs role admin."""
     if raw in ("", "me"):
         return _caller(ctx)
-    try:
-        target = uuid.UUID(raw)
-    except ValueError:
-        raise InvalidArgument.field("user_id", "must be a UUID") from None
+    target = parse_uuid(raw, "user_id")
     admin = ctx.principal is not None and ctx.principal.has(ROLE_ADMIN)
     if not admin and (ctx.principal is None or ctx.principal.user_id != str(target)):
         raise PermissionDenied("only an admin may read another user's wallet")
     return target
-
-
-def _parse_user(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise InvalidArgument.field("user_id", "must be a UUID") from None
 
 
 class WalletService:
@@ -117,7 +108,7 @@ class WalletService:
     async def get(self, ctx: RequestContext, user_id: str) -> WalletView:
         if not user_id:
             raise InvalidArgument.field("user_id", "is required")
-        target = _parse_user(user_id)
+        target = parse_uuid(user_id, "user_id")
         async with self._db.transaction() as session:
             return await load_wallet(session, target)
 
@@ -165,7 +156,7 @@ class WalletService:
         reason: str,
     ) -> Adjustment:
         idempotency.validate_key(request_id)
-        target = _parse_user(user_id)
+        target = parse_uuid(user_id, "user_id")
         if delta == 0:
             raise InvalidArgument.field("delta", "must not be 0")
         reason = reason.strip()
