@@ -189,31 +189,20 @@ def prepare(
     if chain_id != chain_for(event.scope, event.ref_id):
         raise ValueError("event belongs to another chain")
     details = redact(event.details)
-    p_hash = payload_hash(details)
-    seq = head_seq + 1
-    occurred_at = datetime.now(UTC)
     fields = chained_fields(
         chain_id=chain_id,
-        seq=seq,
-        occurred_at=occurred_at,
+        seq=head_seq + 1,
+        occurred_at=datetime.now(UTC),
         actor_id=ctx.actor_id,
         action=event.action,
         scope=event.scope,
         ref_id=event.ref_id,
         request_id=ctx.request_id,
-        payload_hash=p_hash,
+        payload_hash=payload_hash(details),
     )
     return NewEvent(
-        chain_id=chain_id,
-        seq=seq,
-        occurred_at=occurred_at,
-        actor_id=ctx.actor_id,
-        action=event.action,
-        scope=event.scope,
-        ref_id=event.ref_id,
-        request_id=ctx.request_id,
+        **fields,
         details=json.dumps(details, separators=(",", ":"), default=str),
-        payload_hash=p_hash,
         prev_hash=head_hash,
         hash=chain_hash(head_hash, fields),
     )
