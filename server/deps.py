@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from server.config import Settings
 from server.pagination import PageTokens
@@ -17,14 +17,13 @@ if TYPE_CHECKING:
 @dataclass(slots=True)
 class Deps:
     """Shared objects, one of each per server. Service packages add typed fields here as
-    they need them (a blob store, a signer); `extras` holds anything not worth a field yet."""
+    they need them (a blob store, a signer)."""
 
     settings: Settings
     database: Database
     scheduler: Scheduler | None = None
     params: Parameters = field(init=False)
     page_tokens: PageTokens = field(init=False)
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.params = Parameters(self.database)
