@@ -10,6 +10,7 @@ settings or extra servicers.
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -130,6 +131,13 @@ async def grpc_server(server_factory: ServerFactory) -> RunningServer:
 async def channel(grpc_server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_server.port}") as ch:
         yield ch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -21,16 +20,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.registry import generated_services
 from tests.fixtures_server import MintToken
+from tests.test_shutdown import free_port
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 SMARTSTART = Path(sys.executable).parent / "smartstart"
 STARTUP_TIMEOUT_S = 120  # a first start runs initdb and the migrations
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

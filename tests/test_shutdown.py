@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -21,19 +20,12 @@ from smartstart.profile.v1 import profile_service_pb2_grpc as profile_grpc
 
 from server import idempotency
 from server.db.embedded import plain_dsn
-from tests.fixtures_server import MintToken
+from tests.fixtures_server import MintToken, free_port
 
 SMARTSTART = Path(sys.executable).with_name("smartstart")
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVING = health_pb2.HealthCheckResponse.SERVING
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def wait_serving(channel: grpc.aio.Channel, proc: asyncio.subprocess.Process) -> None:
