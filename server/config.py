@@ -75,6 +75,9 @@ class Settings:
     blob_encryption_key: str = ""  # base64 32-byte AES-GCM key; empty stores plaintext
     signing_key_file: str = ""  # PEM ECDSA P-256 private key for checkpoints and certificates
 
+    # Process
+    event_loop: str = "uvloop"  # "uvloop" (libuv, faster I/O) or "asyncio" (the stdlib loop)
+
     # Jobs and logging
     jobs_enabled: bool = True
     log_level: str = "info"
@@ -119,6 +122,7 @@ def load_settings() -> Settings:
         blob_dir=Path(_env("SMARTSTART_BLOB_DIR", str(data_dir / "blobs"))),
         blob_encryption_key=_env("SMARTSTART_BLOB_ENCRYPTION_KEY"),
         signing_key_file=_env("SMARTSTART_SIGNING_KEY_FILE"),
+        event_loop=_env("SMARTSTART_EVENT_LOOP", "uvloop").lower(),
         jobs_enabled=_env_bool("SMARTSTART_JOBS_ENABLED", True),
         log_level=_env("SMARTSTART_LOG_LEVEL", "info"),
         log_json=_env_bool("SMARTSTART_LOG_JSON", True),

@@ -57,3 +57,11 @@ async def test_token_mints_a_dev_token_or_refuses_without_a_key() -> None:
     assert code == 2
     assert out == ""
     assert "smartstart token:" in err
+
+
+async def test_serve_refuses_an_unknown_event_loop_before_starting() -> None:
+    code, out, err = await run(
+        "serve", SMARTSTART_EVENT_LOOP="trio", DATABASE_URL="postgresql://nowhere/none"
+    )
+    assert code == 1
+    assert "SMARTSTART_EVENT_LOOP must be one of uvloop, asyncio, not 'trio'" in err
