@@ -60,7 +60,7 @@ async def test_token_mints_a_dev_token_or_refuses_without_a_key() -> None:
 
 
 async def test_serve_refuses_an_unknown_event_loop_before_starting() -> None:
-    code, out, err = await run(
+    code, _, err = await run(
         "serve", SMARTSTART_EVENT_LOOP="trio", DATABASE_URL="postgresql://nowhere/none"
     )
     assert code == 1
