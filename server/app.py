@@ -90,6 +90,8 @@ class RunningServer:
         # Balancers watching health stop sending new calls while in-flight ones finish.
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        for finish in self.deps.on_stop:
+            await finish()
         await self.scheduler.stop()
         log.info("server stopped")
 

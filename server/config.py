@@ -54,6 +54,10 @@ class Settings:
     db_pool_size: int = 20
     db_max_overflow: int = 10
     db_statement_cache: bool = True  # turn off behind PgBouncer in transaction mode
+    # Group commit of hot writes (server/batching.py): calls per transaction, and
+    # transactions in the database at once, per use case.
+    batch_max_size: int = 64
+    batch_max_inflight: int = 4
 
     # Auth (JWT bearer tokens)
     jwt_public_key_file: str = ""  # PEM public key (ES256/RS256)
@@ -108,6 +112,8 @@ def load_settings() -> Settings:
         db_pool_size=_env_int("SMARTSTART_DB_POOL_SIZE", 20),
         db_max_overflow=_env_int("SMARTSTART_DB_MAX_OVERFLOW", 10),
         db_statement_cache=_env_bool("SMARTSTART_DB_STATEMENT_CACHE", True),
+        batch_max_size=_env_int("SMARTSTART_BATCH_MAX_SIZE", 64),
+        batch_max_inflight=_env_int("SMARTSTART_BATCH_MAX_INFLIGHT", 4),
         jwt_public_key_file=_env("SMARTSTART_JWT_PUBLIC_KEY_FILE"),
         jwt_jwks_file=_env("SMARTSTART_JWT_JWKS_FILE"),
         jwt_dev_secret=_env("SMARTSTART_JWT_DEV_SECRET"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ class Deps:
     scheduler: Scheduler | None = None
     params: Parameters = field(init=False)
     page_tokens: PageTokens = field(init=False)
+    # Awaited once the server has stopped taking calls (e.g. batchers finishing their work).
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.params = Parameters(self.database)

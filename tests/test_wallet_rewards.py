@@ -18,7 +18,7 @@ from server.db.driver import Driver
 from server.db.session import Database, sqlstate_of
 from server.errors import IdempotencyConflict, InvalidArgument, NotFound
 from server.params import Parameters
-from server.wallet import ledger, rewards
+from server.wallet import ledger, reward_batch, rewards
 from server.wallet.rewards import RewardService, RewardView, TaskAccepted
 from tests.test_wallet_support import SYSTEM, make_user, make_venture, wallet_row
 
@@ -363,8 +363,10 @@ async def test_same_task_id_two_assignees_concurrently_one_wins(
 ) -> None:
     """Different assignees do not share the wallet lock: the loser's S2 snapshot predates
     the winner's commit, so the task_rewards primary key catches it (23505), it rolls back
-    and answers from the stored row (IDEMPOTENCY_CONFLICT: the assignee differs)."""
+    and answers from the stored row (IDEMPOTENCY_CONFLICT: the assignee differs).
+    Batches of one, so the two calls are two transactions (as from two server processes)."""
     w = big_world
+    w.service = RewardService(w.db, Parameters(w.db), batch_max_size=1)
     users = [await make_user(w.db) for _ in range(2)]
     task_id = "contested"
     loads = 0
@@ -425,15 +427,16 @@ async def test_same_task_id_many_assignees_racing(big_world: World) -> None:
 
 async def test_failure_after_the_last_statement_rolls_everything_back(world: World) -> None:
     user = await make_user(world.db)
-    valid = rewards.validate(world.event(user), datetime.now(UTC))
+    valid = rewards.validate(SYSTEM, world.event(user), datetime.now(UTC))
     params = await world.service._reward_params()
 
     class Boom(Exception):
         pass
 
     async def tx(session: Any) -> None:
-        view = await rewards._record(session, SYSTEM, valid, params)
-        assert view.buz_awarded == 150  # S1..S3 done, in this transaction
+        (outcome,) = await reward_batch.record_batch(session, [valid], params)
+        assert isinstance(outcome, reward_batch.Recorded)
+        assert outcome.decision.awarded == 150  # S1..S3 done, in this transaction
         raise Boom
 
     with pytest.raises(Boom):

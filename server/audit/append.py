@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.chain import GENESIS, chain_hash, payload_hash
 from server.context import RequestContext
+from server.db.statement import sqlalchemy_text, unnest
 
 AUDIT_CHAINS = 32
 # Keys whose values never reach the audit log, at any depth of `details`.
@@ -30,54 +30,89 @@ SECRET_KEYS = frozenset(
     {"password", "secret", "token", "private_key", "authorization", "api_key", "signature_secret"}
 )
 
-# Statement fragments, shared by `append_many` (rendered as SQLAlchemy binds) and use cases
-# that fold the audit write into their own statements (server/wallet/rewards.py renders them
-# as asyncpg `$n`). Placeholders are `{name}`.
+# Statement fragments over arrays, shared by `append_many` (rendered as SQLAlchemy binds)
+# and use cases that fold the audit write into their own statements (server/wallet/
+# reward_batch.py composes them into asyncpg statements, server/db/statement.py).
+# Placeholders are `{name}`.
 #
-# HEAD_UPSERT creates the chain head lazily and locks it (until commit): RETURNING seq, hash.
-# It is a statement on its own or a data-modifying CTE of a SELECT. Values: chain_id and
-# genesis (= GENESIS).
-HEAD_UPSERT = (
+# HEADS_UPSERT creates chain heads lazily and locks them (until commit) in the order of
+# `chain_ids` (head_params sorts them: the deadlock-free order): RETURNING chain_id, seq,
+# hash. A statement on its own or a data-modifying CTE of a SELECT. Values: head_params.
+HEADS_UPSERT = (
     "INSERT INTO audit_chain_heads (chain_id, seq, hash, updated_at)"
-    " VALUES ({chain_id}, 0, {genesis}, now())"
+    " SELECT c.chain_id, 0, {genesis}, now()"
+    " FROM unnest(CAST({chain_ids} AS text[])) WITH ORDINALITY AS c(chain_id, n) ORDER BY c.n"
     " ON CONFLICT (chain_id) DO UPDATE SET chain_id = EXCLUDED.chain_id"
-    " RETURNING seq, hash"
+    " RETURNING chain_id, seq, hash"
 )
-# EVENT_CTES: `audit_event` inserts the event (RETURNING id), `audit_head` advances the head
-# locked by HEAD_UPSERT (RETURNING the event id as event_id). Values: NewEvent.params().
-EVENT_PARAMS = (
-    "chain_id",
-    "seq",
-    "occurred_at",
-    "actor_id",
-    "action",
-    "scope",
-    "ref_id",
-    "request_id",
-    "details",
-    "payload_hash",
-    "prev_hash",
-    "hash",
+_EVENT_COLUMNS_SQL = (
+    ("chain_id", "text"),
+    ("seq", "bigint"),
+    ("occurred_at", "timestamptz"),
+    ("actor_id", "text"),
+    ("action", "text"),
+    ("scope", "text"),
+    ("ref_id", "text"),
+    ("request_id", "text"),
+    ("details", "text"),
+    ("payload_hash", "text"),
+    ("prev_hash", "text"),
+    ("hash", "text"),
 )
-EVENT_CTES = (
-    "audit_event AS ("
-    " INSERT INTO audit_events (chain_id, seq, occurred_at, actor_id, action, scope, ref_id,"
-    "  request_id, details, payload_hash, prev_hash, hash)"
-    " VALUES ({chain_id}, {seq}, {occurred_at}, {actor_id}, {action}, {scope}, {ref_id},"
-    "  {request_id}, CAST({details} AS jsonb), {payload_hash}, {prev_hash}, {hash})"
-    " RETURNING id),"
-    " audit_head AS ("
-    " UPDATE audit_chain_heads SET seq = {seq}, hash = {hash}, updated_at = now()"
-    " WHERE chain_id = {chain_id}"
-    " RETURNING (SELECT id FROM audit_event) AS event_id)"
+_HEAD_COLUMNS_SQL = (
+    ("chain_id", "text"),
+    ("prev_seq", "bigint"),
+    ("seq", "bigint"),
+    ("hash", "text"),
+)
+_EVENT_COLUMNS = ", ".join(name for name, _ in _EVENT_COLUMNS_SQL)
+# EVENTS_CTES: `audit_events_new` inserts the events (RETURNING id, chain_id, seq);
+# `audit_heads_moved` advances each head locked by HEADS_UPSERT to its chain's last event,
+# only where the head is still the one the chain's first event follows (RETURNING chain_id:
+# a missing row means a head moved under its lock). Values: event_arrays.
+EVENTS_CTES = (
+    "audit_events_new AS ("  # noqa: S608 (constant names and casts; values are binds)
+    f" INSERT INTO audit_events ({_EVENT_COLUMNS})"
+    f" SELECT {_EVENT_COLUMNS.replace('details', 'CAST(details AS jsonb)')}"
+    f" FROM {unnest('ev_', _EVENT_COLUMNS_SQL, 'e')}"
+    " RETURNING id, chain_id, seq),"
+    " audit_heads_moved AS ("
+    " UPDATE audit_chain_heads h SET seq = m.seq, hash = m.hash, updated_at = now()"
+    f" FROM {unnest('hd_', _HEAD_COLUMNS_SQL, 'm')}"
+    " WHERE h.chain_id = m.chain_id AND h.seq = m.prev_seq"
+    " RETURNING h.chain_id)"
 )
 
-_LOCK_HEAD = text(HEAD_UPSERT.format(chain_id=":chain_id", genesis=":genesis"))
-_INSERT_AND_ADVANCE = text(
+_LOCK_HEADS = sqlalchemy_text(HEADS_UPSERT)
+_INSERT_AND_ADVANCE = sqlalchemy_text(
     "WITH "  # noqa: S608 (module constants only, values are binds)
-    + EVENT_CTES.format_map({name: f":{name}" for name in EVENT_PARAMS})
-    + " SELECT (SELECT event_id FROM audit_head)"
+    + EVENTS_CTES
+    + " SELECT (SELECT array_agg(id ORDER BY chain_id, seq) FROM audit_events_new) AS ids,"
+    " (SELECT count(*) FROM audit_heads_moved) AS moved"
 )
+
+
+def head_params(chain_ids: Iterable[str]) -> dict[str, Any]:
+    """Values for HEADS_UPSERT: the distinct chains in ascending order, and the genesis."""
+    return {"chain_ids": sorted(set(chain_ids)), "genesis": GENESIS}
+
+
+def event_arrays(events: Sequence[NewEvent]) -> dict[str, list[Any]]:
+    """Values for EVENTS_CTES: the events (in chain order per chain) and, per chain, the head
+    before its first event and after its last."""
+    values: dict[str, list[Any]] = {
+        f"ev_{name}": [getattr(event, name) for event in events] for name, _ in _EVENT_COLUMNS_SQL
+    }
+    first: dict[str, NewEvent] = {}
+    last: dict[str, NewEvent] = {}
+    for event in events:
+        first.setdefault(event.chain_id, event)
+        last[event.chain_id] = event
+    values["hd_chain_id"] = list(last)
+    values["hd_prev_seq"] = [first[chain].seq - 1 for chain in last]
+    values["hd_seq"] = [event.seq for event in last.values()]
+    values["hd_hash"] = [event.hash for event in last.values()]
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,23 +192,6 @@ class NewEvent:
     prev_hash: str
     hash: str
 
-    def params(self) -> dict[str, Any]:
-        """The values of EVENT_PARAMS."""
-        return {
-            "chain_id": self.chain_id,
-            "seq": self.seq,
-            "occurred_at": self.occurred_at,
-            "actor_id": self.actor_id,
-            "action": self.action,
-            "scope": self.scope,
-            "ref_id": self.ref_id,
-            "request_id": self.request_id,
-            "details": self.details,
-            "payload_hash": self.payload_hash,
-            "prev_hash": self.prev_hash,
-            "hash": self.hash,
-        }
-
     def appended(self, event_id: int) -> AppendedEvent:
         return AppendedEvent(id=event_id, chain_id=self.chain_id, seq=self.seq, hash=self.hash)
 
@@ -184,7 +202,7 @@ def prepare(
     """The event that follows head (head_seq, head_hash) of `chain_id`: redacted and hashed.
 
     Pure (no I/O). `chain_id` must be chain_for(event.scope, event.ref_id), and the head
-    must be locked in the caller's transaction (HEAD_UPSERT) until the event is written.
+    must be locked in the caller's transaction (HEADS_UPSERT) until the event is written.
     """
     if chain_id != chain_for(event.scope, event.ref_id):
         raise ValueError("event belongs to another chain")
@@ -214,8 +232,8 @@ async def append(session: AsyncSession, ctx: RequestContext, event: AuditEvent) 
     Two round trips: lock the head, then insert + advance. The event's hash covers its seq
     and chains the head's hash, both known only once the head is locked, and the hash is
     computed here (server/chain.py), so the two cannot be one statement. A use case that
-    already sends a statement before its audit write can fold HEAD_UPSERT into it as a CTE
-    and EVENT_CTES into its last statement (server/wallet/rewards.py does).
+    already sends a statement before its audit write can fold HEADS_UPSERT into it as a CTE
+    and EVENTS_CTES into its last statement (server/wallet/reward_batch.py does).
     """
     (appended,) = await append_many(session, ctx, (event,))
     return appended
@@ -224,18 +242,23 @@ async def append(session: AsyncSession, ctx: RequestContext, event: AuditEvent) 
 async def append_many(
     session: AsyncSession, ctx: RequestContext, events: Iterable[AuditEvent]
 ) -> Sequence[AppendedEvent]:
-    by_chain: dict[str, list[AuditEvent]] = {}
-    for event in events:
-        by_chain.setdefault(chain_for(event.scope, event.ref_id), []).append(event)
-    out: list[AppendedEvent] = []
-    for chain_id in sorted(by_chain):
-        head = (await session.execute(_LOCK_HEAD, {"chain_id": chain_id, "genesis": GENESIS})).one()
-        seq, prev = int(head.seq), str(head.hash)
-        for event in by_chain[chain_id]:
-            new = prepare(ctx, event, chain_id=chain_id, head_seq=seq, head_hash=prev)
-            row = (await session.execute(_INSERT_AND_ADVANCE, new.params())).one()
-            if row[0] is None:
-                raise RuntimeError(f"audit chain head {chain_id} vanished under its lock")
-            out.append(new.appended(int(row[0])))
-            seq, prev = new.seq, new.hash
-    return out
+    """Record `events` (in order within each chain) in two round trips, whatever their
+    number: every head they need locked in ascending chain order, then one insert."""
+    events = list(events)
+    if not events:
+        return []
+    chains = [chain_for(event.scope, event.ref_id) for event in events]
+    rows = (await session.execute(_LOCK_HEADS, head_params(chains))).all()
+    heads = {row.chain_id: (int(row.seq), str(row.hash)) for row in rows}
+    prepared: list[NewEvent] = []
+    for event, chain_id in zip(events, chains, strict=True):
+        seq, prev = heads[chain_id]
+        new = prepare(ctx, event, chain_id=chain_id, head_seq=seq, head_hash=prev)
+        heads[chain_id] = (new.seq, new.hash)
+        prepared.append(new)
+    ordered = sorted(prepared, key=lambda new: (new.chain_id, new.seq))
+    row = (await session.execute(_INSERT_AND_ADVANCE, event_arrays(ordered))).one()
+    if row.moved != len({new.chain_id for new in prepared}) or len(row.ids) != len(prepared):
+        raise RuntimeError("an audit chain head moved under its lock")
+    ids = {(new.chain_id, new.seq): int(i) for new, i in zip(ordered, row.ids, strict=True)}
+    return [new.appended(ids[new.chain_id, new.seq]) for new in prepared]

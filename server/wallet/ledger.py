@@ -58,6 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.chain import GENESIS, chain_hash
 from server.context import RequestContext
+from server.db.statement import sqlalchemy_text, unnest
 from server.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 from server.wallet.models import LedgerEntry, Wallet
 
@@ -253,48 +254,79 @@ _LOCK_MANY = text(
     "SELECT id, user_id, buz_balance, pending_lock, head_seq, head_hash FROM wallets"
     " WHERE user_id = ANY(CAST(:user_ids AS uuid[])) ORDER BY id FOR UPDATE"
 )
-# The one statement text that writes a ledger entry: two CTEs, `ledger_entry` (the INSERT,
-# RETURNING id) and `ledger_head` (moves the wallet: balance, pending, head; RETURNING the new
-# entry's id, or no row when the wallet head is not `prev_seq`, i.e. a stale WalletState).
-# Placeholders are `{name}` for ENTRY_PARAMS; `post` renders them as SQLAlchemy binds, and a
-# use case that writes an entry inside a larger statement (server/wallet/rewards.py)
-# renders them as asyncpg `$n` and passes NewEntry.params().
-ENTRY_PARAMS = (
-    "wallet_id",
-    "seq",
-    "type",
-    "amount",
-    "balance_after",
-    "pending_after",
-    "ref_kind",
-    "ref_id",
-    "note",
-    "actor_id",
-    "request_id",
-    "created_at",
-    "prev_hash",
-    "hash",
-    "prev_seq",
+# The one statement text that writes ledger entries: two CTEs over arrays (any number of
+# entries, of any number of wallets, in one statement). `ledger_entries_new` inserts them
+# (RETURNING id, wallet_id, seq); `wallet_heads_moved` moves each wallet to its last entry
+# (balance, pending, head), only where the wallet's head is still the one the first entry
+# chained to (RETURNING id: a missing row means a stale WalletState). Placeholders are
+# `{name}` for the keys of `entry_arrays`; `post` renders them as SQLAlchemy binds, and use
+# cases that write entries inside a larger statement (server/wallet/reward_batch.py) compose
+# them into an asyncpg statement (server/db/statement.py).
+_ENTRY_COLUMNS_SQL = (
+    ("wallet_id", "uuid"),
+    ("seq", "bigint"),
+    ("type", "text"),
+    ("amount", "bigint"),
+    ("balance_after", "bigint"),
+    ("pending_after", "bigint"),
+    ("ref_kind", "text"),
+    ("ref_id", "text"),
+    ("note", "text"),
+    ("actor_id", "text"),
+    ("request_id", "text"),
+    ("created_at", "timestamptz"),
+    ("prev_hash", "text"),
+    ("hash", "text"),
 )
-ENTRY_CTES = (
-    "ledger_entry AS ("
-    " INSERT INTO ledger_entries (wallet_id, seq, type, amount, balance_after, pending_after,"
-    "  ref_kind, ref_id, note, actor_id, request_id, created_at, prev_hash, hash)"
-    " VALUES ({wallet_id}, {seq}, {type}, {amount}, {balance_after}, {pending_after},"
-    "  {ref_kind}, {ref_id}, {note}, {actor_id}, {request_id}, {created_at}, {prev_hash},"
-    "  {hash})"
-    " RETURNING id),"
-    " ledger_head AS ("
-    " UPDATE wallets SET buz_balance = {balance_after}, pending_lock = {pending_after},"
-    "  head_seq = {seq}, head_hash = {hash}, updated_at = {created_at}"
-    " WHERE id = {wallet_id} AND head_seq = {prev_seq}"
-    " RETURNING (SELECT id FROM ledger_entry) AS entry_id)"
+_HEAD_COLUMNS_SQL = (
+    ("wallet_id", "uuid"),
+    ("prev_seq", "bigint"),
+    ("balance_after", "bigint"),
+    ("pending_after", "bigint"),
+    ("seq", "bigint"),
+    ("hash", "text"),
+    ("created_at", "timestamptz"),
 )
-_INSERT_AND_MOVE = text(
+
+
+_ENTRY_COLUMN_LIST = ", ".join(name for name, _ in _ENTRY_COLUMNS_SQL)
+ENTRIES_CTES = (
+    "ledger_entries_new AS ("  # noqa: S608 (constant names and casts; values are binds)
+    f" INSERT INTO ledger_entries ({_ENTRY_COLUMN_LIST})"
+    f" SELECT {_ENTRY_COLUMN_LIST} FROM {unnest('e_', _ENTRY_COLUMNS_SQL, 'e')}"
+    " RETURNING id, wallet_id, seq),"
+    " wallet_heads_moved AS ("
+    " UPDATE wallets w SET buz_balance = h.balance_after, pending_lock = h.pending_after,"
+    "  head_seq = h.seq, head_hash = h.hash, updated_at = h.created_at"
+    f" FROM {unnest('h_', _HEAD_COLUMNS_SQL, 'h')}"
+    " WHERE w.id = h.wallet_id AND w.head_seq = h.prev_seq"
+    " RETURNING w.id)"
+)
+_INSERT_AND_MOVE = sqlalchemy_text(
     "WITH "  # noqa: S608 (module constants only, values are binds)
-    + ENTRY_CTES.format_map({name: f":{name}" for name in ENTRY_PARAMS})
-    + " SELECT (SELECT entry_id FROM ledger_head)"
+    + ENTRIES_CTES
+    + " SELECT (SELECT id FROM ledger_entries_new) AS entry_id,"
+    " (SELECT count(*) FROM wallet_heads_moved) AS moved"
 )
+
+
+def entry_arrays(entries: Sequence[NewEntry]) -> dict[str, list[Any]]:
+    """Values for ENTRIES_CTES: the entries (in chain order per wallet) and, per wallet, the
+    head before its first entry and its state after its last."""
+    values: dict[str, list[Any]] = {
+        f"e_{name}": [getattr(entry, name) for entry in entries] for name, _ in _ENTRY_COLUMNS_SQL
+    }
+    first: dict[uuid.UUID, NewEntry] = {}
+    last: dict[uuid.UUID, NewEntry] = {}
+    for entry in entries:
+        first.setdefault(entry.wallet_id, entry)
+        last[entry.wallet_id] = entry
+    heads = list(last.values())
+    values["h_wallet_id"] = [entry.wallet_id for entry in heads]
+    values["h_prev_seq"] = [first[entry.wallet_id].seq - 1 for entry in heads]
+    for name in ("balance_after", "pending_after", "seq", "hash", "created_at"):
+        values[f"h_{name}"] = [getattr(entry, name) for entry in heads]
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,26 +348,6 @@ class NewEntry:
     created_at: datetime
     prev_hash: str
     hash: str
-
-    def params(self) -> dict[str, Any]:
-        """The values of ENTRY_PARAMS (driver types: UUID, int, str, aware datetime)."""
-        return {
-            "wallet_id": self.wallet_id,
-            "seq": self.seq,
-            "type": self.type,
-            "amount": self.amount,
-            "balance_after": self.balance_after,
-            "pending_after": self.pending_after,
-            "ref_kind": self.ref_kind,
-            "ref_id": self.ref_id,
-            "note": self.note,
-            "actor_id": self.actor_id,
-            "request_id": self.request_id,
-            "created_at": self.created_at,
-            "prev_hash": self.prev_hash,
-            "hash": self.hash,
-            "prev_seq": self.seq - 1,
-        }
 
     def view(self, entry_id: int) -> EntryView:
         return EntryView(
@@ -375,7 +387,7 @@ def prepare_entry(
 ) -> NewEntry:
     """The next entry of the locked wallet `state`: checked (apply_entry), chained and hashed.
 
-    Pure (no I/O): the caller writes it with ENTRY_CTES and then calls `advance`.
+    Pure (no I/O): the caller writes it with ENTRIES_CTES and then calls `advance`.
     """
     _check_note(note)
     balance, pending = apply_entry(type, amount, state.buz_balance, state.pending_lock)
@@ -477,12 +489,12 @@ async def post(
     entry = prepare_entry(
         state, ctx, type=type, amount=amount, ref_kind=ref_kind, ref_id=ref_id, note=note
     )
-    row = (await session.execute(_INSERT_AND_MOVE, entry.params())).first()
-    if row is None or row[0] is None:
+    row = (await session.execute(_INSERT_AND_MOVE, entry_arrays([entry]))).one()
+    if row.entry_id is None or row.moved != 1:
         # The wallet head moved without our lock: a caller passed a stale `locked`.
         raise RuntimeError("wallet head moved under a held lock (stale WalletState)")
     advance(state, entry)
-    return entry.view(int(row[0]))
+    return entry.view(int(row.entry_id))
 
 
 async def issue(

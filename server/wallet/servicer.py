@@ -208,8 +208,13 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
 
 
 def register(server: grpc.aio.Server, deps: Deps) -> Sequence[str]:
-    servicer = WalletServicer(
-        WalletService(deps.database, deps.page_tokens), RewardService(deps.database, deps.params)
+    rewards = RewardService(
+        deps.database,
+        deps.params,
+        batch_max_size=deps.settings.batch_max_size,
+        batch_max_inflight=deps.settings.batch_max_inflight,
     )
+    deps.on_stop.append(rewards.batcher.drain)
+    servicer = WalletServicer(WalletService(deps.database, deps.page_tokens), rewards)
     pb_grpc.add_WalletServiceServicer_to_server(servicer, server)
     return [pb.DESCRIPTOR.services_by_name["WalletService"].full_name]
