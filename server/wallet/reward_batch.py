@@ -4,13 +4,13 @@ One READ COMMITTED transaction (Database.run retries 40001/40P01 and lost connec
 of three statements, five round trips with BEGIN and COMMIT, whatever the batch's size:
 
 S1. lock the assignees' wallet rows FOR UPDATE and profile rows FOR NO KEY UPDATE (joined
-    with KYC status, reputation and XP), in ascending user id. The wallet lock serialises
+    with KYC status, reputation and XP), in ascending wallet id (ledger.lock_wallets' order). The wallet lock serialises
     one user's awards, so the day's issued BUZ read next is current and the daily cap cannot
     be overrun; it also serialises duplicates of one task for one assignee. The profile is
     locked here because S3 moves its XP and level: taking it before the audit heads keeps
     the lock order wallet → profile → audit head, the order of every other writer (a
     profile update precedes its audit append), so they cannot deadlock; two batches lock
-    their users in the same ascending order, then their heads in ascending chain order.
+    their wallets in the same ascending order, then their heads in ascending chain order.
 S2. one statement, after the locks (a READ COMMITTED statement's snapshot is taken when it
     starts, so it sees what the previous holders of the wallet locks committed): the
     stored payload hashes of the batch's task ids, BUZ issued on each (assignee, UTC day),
@@ -115,7 +115,7 @@ _LOCK_ASSIGNEES = (
     "SELECT w.user_id, w.id, w.buz_balance, w.pending_lock, w.head_seq, w.head_hash,"
     " u.kyc_status, p.rep_milli, p.xp"
     " FROM wallets w JOIN users u ON u.id = w.user_id JOIN profiles p ON p.user_id = w.user_id"
-    " WHERE w.user_id = ANY($1::uuid[]) ORDER BY w.user_id"
+    " WHERE w.user_id = ANY($1::uuid[]) ORDER BY w.id"
     " FOR UPDATE OF w FOR NO KEY UPDATE OF p"
 )
 # S2: one row of parallel arrays (asyncpg decodes them natively; no JSON).
