@@ -4,13 +4,14 @@ One READ COMMITTED transaction (Database.run retries 40001/40P01 and lost connec
 of three statements, five round trips with BEGIN and COMMIT, whatever the batch's size:
 
 S1. lock the assignees' wallet rows FOR UPDATE and profile rows FOR NO KEY UPDATE (joined
-    with KYC status, reputation and XP), in ascending wallet id (ledger.lock_wallets' order). The wallet lock serialises
-    one user's awards, so the day's issued BUZ read next is current and the daily cap cannot
-    be overrun; it also serialises duplicates of one task for one assignee. The profile is
-    locked here because S3 moves its XP and level: taking it before the audit heads keeps
-    the lock order wallet → profile → audit head, the order of every other writer (a
-    profile update precedes its audit append), so they cannot deadlock; two batches lock
-    their wallets in the same ascending order, then their heads in ascending chain order.
+    with KYC status, reputation and XP), in ascending wallet id (ledger.lock_wallets'
+    order). The wallet lock serialises one user's awards, so the day's issued BUZ read
+    next is current and the daily cap cannot be overrun; it also serialises duplicates of
+    one task for one assignee. The profile is locked here because S3 moves its XP and
+    level: taking it before the audit heads keeps the lock order wallet → profile → audit
+    head, the order of every other writer (a profile update precedes its audit append), so
+    they cannot deadlock; two batches lock their wallets in the same ascending order, then
+    their heads in ascending chain order.
 S2. one statement, after the locks (a READ COMMITTED statement's snapshot is taken when it
     starts, so it sees what the previous holders of the wallet locks committed): the
     stored payload hashes of the batch's task ids, BUZ issued on each (assignee, UTC day),
