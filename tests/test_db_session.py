@@ -126,10 +126,10 @@ async def test_read_runs_each_statement_in_its_own_transaction(db: Database) -> 
     assert first == second
 
 
-async def test_read_row_returns_a_record_or_none_and_maps_errors(db: Database) -> None:
-    row = await db.read_row("SELECT $1::int AS n, 'x' AS s", 7)
-    assert (row["n"], row["s"]) == (7, "x")
-    assert await db.read_row("SELECT 1 WHERE false") is None
+async def test_read_rows_returns_records_and_maps_errors(db: Database) -> None:
+    rows = await db.read_rows("SELECT n, 'x' AS s FROM unnest($1::int[]) AS n", [7, 8])
+    assert [(row["n"], row["s"]) for row in rows] == [(7, "x"), (8, "x")]
+    assert await db.read_rows("SELECT 1 WHERE false") == []
     with pytest.raises(DBAPIError) as err:
-        await db.read_row("SELECT 1 / $1::int", 0)
+        await db.read_rows("SELECT 1 / $1::int", 0)
     assert sqlstate_of(err.value) == "22012"  # division_by_zero, as SQLAlchemy would raise it

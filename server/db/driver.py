@@ -50,14 +50,24 @@ class Driver:
         return cls(conn, raw.driver_connection, autocommit=autocommit)
 
     async def fetchrow(self, sql: str, args: Sequence[Any]) -> Any:
-        if not self._autocommit and not self._driver.is_in_transaction():
-            # The adapter begins lazily, on its first statement: a raw statement before that
-            # would autocommit. Transactional callers run a SQLAlchemy statement first.
-            raise RuntimeError("driver statement outside the session's transaction")
+        self._check_transaction()
         try:
             return await self._driver.fetchrow(sql, *args)
         except Exception as error:
             raise await self._translate(error, sql, args) from error
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        self._check_transaction()
+        try:
+            return list(await self._driver.fetch(sql, *args))
+        except Exception as error:
+            raise await self._translate(error, sql, args) from error
+
+    def _check_transaction(self) -> None:
+        if not self._autocommit and not self._driver.is_in_transaction():
+            # The adapter begins lazily, on its first statement: a raw statement before that
+            # would autocommit. Transactional callers run a SQLAlchemy statement first.
+            raise RuntimeError("driver statement outside the session's transaction")
 
     async def _translate(self, error: Exception, sql: str, args: Sequence[Any]) -> DBAPIError:
         state = getattr(error, "sqlstate", None)

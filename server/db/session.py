@@ -129,12 +129,11 @@ class Database:
         async with self._reader.connect() as conn:
             yield conn
 
-    async def read_row(self, sql: str, *args: Any) -> Any:
-        """One row (an asyncpg Record) or None, from one autocommit statement sent on the
-        driver: the cheapest read there is (hot public reads). `sql` must be a constant."""
+    async def read_rows(self, sql: str, *args: Any) -> list[Any]:
+        """Every row (asyncpg Records) of one autocommit statement sent on the driver."""
         async with self._reader.connect() as conn:
             driver = await Driver.of(conn, autocommit=True)
-            return await driver.fetchrow(sql, args)
+            return await driver.fetch(sql, args)
 
     async def run(self, fn: Callable[[AsyncSession], Awaitable[T]], *, attempts: int = 5) -> T:
         """`fn(session)` in a transaction, retried (fresh transaction) on 40001 / 40P01 and

@@ -13,6 +13,7 @@ from sqlalchemy import func, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.append import AuditEvent, append
+from server.batching import Batcher
 from server.context import ROLE_ADMIN, RequestContext
 from server.db.session import Database
 from server.errors import InvalidArgument, NotFound, Unauthenticated
@@ -85,22 +86,43 @@ def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-# The public read path is hot: one constant statement sent on the driver (prepared once per
-# connection), no ORM or Core compilation per call. Columns match ProfileView's sources.
-_PROFILE_VIEW = """
+# The public read path is hot: concurrent reads are coalesced (server/batching.py) into one
+# constant autocommit statement for all their ids, sent on the driver (prepared once per
+# connection; no ORM or Core compilation per call). The statement of a read starts after
+# the read was asked for, so a caller sees every write committed before it asked.
+# Columns match ProfileView's sources.
+_PROFILE_COLUMNS = """
 SELECT p.user_id, u.display_name, u.joined_at, p.nickname, p.bio, p.location,
        p.website_url, p.avatar_url, p.theme, p.is_public, p.level, p.xp, p.rep_milli,
        p.created_at, p.updated_at
 FROM profiles p JOIN users u ON u.id = p.user_id
-WHERE p.user_id = $1
 """
-_PROFILE_VIEW_SA = text(_PROFILE_VIEW.replace("$1", ":user_id"))
+_PROFILE_VIEWS = _PROFILE_COLUMNS + "WHERE p.user_id = ANY($1::uuid[])"
+_PROFILE_VIEW_SA = text(_PROFILE_COLUMNS + "WHERE p.user_id = :user_id")
 
 
 class ProfileService:
-    def __init__(self, database: Database, params: Parameters) -> None:
+    def __init__(
+        self,
+        database: Database,
+        params: Parameters,
+        *,
+        batch_max_size: int = 64,
+        batch_max_inflight: int = 4,
+    ) -> None:
         self._db = database
         self._params = params
+        self.reads: Batcher[uuid.UUID, Mapping[str, Any] | None] = Batcher(
+            "get_profile",
+            self._read_rows,
+            max_batch=batch_max_size,
+            max_inflight=batch_max_inflight,
+        )
+
+    async def _read_rows(self, user_ids: Sequence[uuid.UUID]) -> list[Mapping[str, Any] | None]:
+        rows = await self._db.read_rows(_PROFILE_VIEWS, sorted(set(user_ids)))
+        by_id = {row["user_id"]: row for row in rows}
+        return [by_id.get(user_id) for user_id in user_ids]
 
     async def _view(
         self, user_id: uuid.UUID, session: AsyncSession | None = None
@@ -109,7 +131,7 @@ class ProfileService:
         # An asyncpg Record or a SQLAlchemy RowMapping: both read by column name.
         row: Mapping[Any, Any] | None
         if session is None:
-            row = await self._db.read_row(_PROFILE_VIEW, user_id)
+            row = await self.reads.submit(user_id)
         else:
             params = {"user_id": user_id}
             row = (await session.execute(_PROFILE_VIEW_SA, params)).mappings().first()

@@ -153,7 +153,13 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
 
 def register(server: grpc.aio.Server, deps: Deps) -> Sequence[str]:
     users = UserService(deps.database, deps.params)
-    profiles = ProfileService(deps.database, deps.params)
+    profiles = ProfileService(
+        deps.database,
+        deps.params,
+        batch_max_size=deps.settings.batch_max_size,
+        batch_max_inflight=deps.settings.batch_max_inflight,
+    )
+    deps.on_stop.append(profiles.reads.drain)
     # The generated base class answers UNIMPLEMENTED for RPCs of later issues; the stubs
     # declare them abstract, hence the ignore (it goes when the last RPC is implemented).
     servicer = ProfileServicer(users, profiles)  # type: ignore[abstract]
