@@ -1,8 +1,9 @@
 """Build, run and stop the grpc.aio server.
 
 `start_server` is the in-process entry (tests use port 0); `serve` is what `smartstart serve`
-runs: it owns the database (embedded PostgreSQL when DATABASE_URL is unset), the Prometheus
-exporter and the signal handling.
+runs (in each worker process when SMARTSTART_WORKERS > 1, see server/workers.py): it owns the
+database (embedded PostgreSQL when DATABASE_URL is unset), the Prometheus exporter and the
+signal handling.
 """
 
 from __future__ import annotations

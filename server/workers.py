@@ -32,6 +32,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -50,7 +51,7 @@ STOP_MARGIN_S = 35.0
 def check_shareable(settings: Settings) -> None:
     """Workers share one fixed port: refuse port 0, which would give each its own."""
     _, _, port = settings.grpc_addr.rpartition(":")
-    if port.strip() == "0":
+    if port.strip().isdigit() and int(port) == 0:
         raise ConfigError(
             f"SMARTSTART_WORKERS={settings.workers} needs a fixed port to share, but"
             f" SMARTSTART_GRPC_ADDR is {settings.grpc_addr!r} (port 0 picks a different"
@@ -197,8 +198,11 @@ async def run_worker(settings: Settings, index: int) -> None:
             log.warning("supervisor gone, shutting down")
             stop.set()
 
-    loop.add_reader(0, on_stdin)
+    watch = stat.S_ISFIFO(os.fstat(0).st_mode)  # the supervisor's pipe (not when run by hand)
+    if watch:
+        loop.add_reader(0, on_stdin)
     try:
         await serve(settings, stop=stop)
     finally:
-        loop.remove_reader(0)
+        if watch:
+            loop.remove_reader(0)
