@@ -95,7 +95,8 @@ StartWorkers = Callable[..., Awaitable[Workers]]
 async def start_workers(
     database_url: str, jwt_public_key_file: Path, tmp_path: Path
 ) -> AsyncIterator[StartWorkers]:
-    """`await start_workers(**env)`: a supervisor of 2 workers, both serving; killed after."""
+    """`await start_workers(**env)`: a supervisor of 2 workers, both serving; stopped after
+    (SIGTERM, so it removes its metrics folder; SIGKILL if it hangs)."""
     started: list[Workers] = []
 
     async def start(metrics: bool = False, **overrides: str) -> Workers:
@@ -133,8 +134,12 @@ async def start_workers(
         for workers in started:
             if workers.proc.returncode is None:
                 children = workers.by_index().values()
-                workers.proc.kill()
-                await workers.proc.wait()
+                workers.proc.terminate()
+                try:
+                    await asyncio.wait_for(workers.proc.wait(), TIMEOUT_S)
+                except TimeoutError:
+                    workers.proc.kill()
+                    await workers.proc.wait()
                 for child in children:
                     if child.is_running():
                         child.kill()
