@@ -1,8 +1,9 @@
 """Build, run and stop the grpc.aio server.
 
 `start_server` is the in-process entry (tests use port 0); `serve` is what `smartstart serve`
-runs: it owns the database (embedded PostgreSQL when DATABASE_URL is unset), the Prometheus
-exporter and the signal handling.
+runs (in each worker process when SMARTSTART_WORKERS > 1, see server/workers.py): it owns the
+database (embedded PostgreSQL when DATABASE_URL is unset), the Prometheus exporter and the
+signal handling.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import grpc.aio
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 from server.config import Settings
 from server.db import migrate
@@ -49,8 +50,10 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
         ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace_s * 1000),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
-        # Off: a second process on the same port would silently share traffic.
-        ("grpc.so_reuseport", 0),
+        # Off for a lone server: a second process on the same port would silently share
+        # traffic. On in the workers of `serve` with SMARTSTART_WORKERS > 1 (server/workers.py),
+        # which share the port on purpose.
+        ("grpc.so_reuseport", 0 if settings.worker_index is None else 1),
     ]
 
 
@@ -153,20 +156,33 @@ async def start_server(
     return RunningServer(server, port, deps, health_servicer, service_names, scheduler)
 
 
-def start_metrics_exporter(addr: str) -> Any:
+def start_metrics_exporter(addr: str, registry: CollectorRegistry = REGISTRY) -> Any:
     """Serve /metrics on "host:port" in a daemon thread; returns the HTTP server."""
     host, _, port = addr.rpartition(":")
-    httpd, _thread = start_http_server(int(port), addr=host or "0.0.0.0")  # noqa: S104
+    httpd, _thread = start_http_server(
+        int(port),
+        addr=host or "0.0.0.0",  # noqa: S104
+        registry=registry,
+    )
     return httpd
+
+
+def resolve_database(settings: Settings) -> str:
+    """The database URL to serve: DATABASE_URL, or the embedded PostgreSQL, started and migrated.
+
+    Synchronous (it may run initdb); call it via asyncio.to_thread from async code.
+    """
+    if not settings.embedded_db:
+        return settings.database_url
+    # Embedded PostgreSQL is for running with no set-up, so migrate it on start too.
+    url = start_embedded(settings.data_dir)
+    migrate.upgrade(url)
+    return url
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
-    url = settings.database_url
-    if settings.embedded_db:
-        # Embedded PostgreSQL is for running with no set-up, so migrate it on start too.
-        url = await asyncio.to_thread(start_embedded, settings.data_dir)
-        await asyncio.to_thread(migrate.upgrade, url)
+    url = await asyncio.to_thread(resolve_database, settings)
     database = Database.from_url(
         url,
         pool_size=settings.db_pool_size,

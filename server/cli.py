@@ -1,4 +1,4 @@
-"""The `smartstart` command: serve, migrate, seed, token, health."""
+"""The `smartstart` command: serve (and its internal serve-worker), migrate, seed, token, health."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
-from server.config import Settings, load_settings
+from server.config import ConfigError, Settings, load_settings
 from server.logging import configure_logging
 
 log = structlog.get_logger("smartstart.cli")
+
+T = TypeVar("T")
 
 
 def _database_url(settings: Settings) -> str:
@@ -27,7 +29,7 @@ def _database_url(settings: Settings) -> str:
 EVENT_LOOPS = ("uvloop", "asyncio")
 
 
-def run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
+def run_loop(settings: Settings, main: Coroutine[Any, Any, T]) -> T:
     """Run `main` on the configured event loop.
 
     uvloop is the default: its libuv transports halve the cost of the socket writes and
@@ -43,15 +45,25 @@ def run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
     if settings.event_loop == "uvloop":
         import uvloop
 
-        uvloop.run(main)
-    else:
-        asyncio.run(main)
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
+    if settings.workers > 1:
+        from server.workers import supervise
+
+        return run_loop(settings, supervise(settings))
     from server.app import serve
 
     run_loop(settings, serve(settings))
+    return 0
+
+
+def cmd_serve_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from server.workers import run_worker
+
+    run_loop(settings, run_worker(settings, args.index))
     return 0
 
 
@@ -125,6 +137,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smartstart", description="SmartStart Core server")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gRPC server (embedded PostgreSQL without DATABASE_URL)")
+    w = sub.add_parser("serve-worker", help="internal: one worker process of `serve` (workers>1)")
+    w.add_argument("--index", type=int, required=True, help="worker number, 0 runs the jobs")
     m = sub.add_parser("migrate", help="apply migrations to DATABASE_URL (or the embedded DB)")
     m.add_argument("--revision", default="head", help="target revision (default: head)")
     sub.add_parser("seed", help="insert development data (idempotent)")
@@ -141,6 +155,7 @@ def parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "serve": cmd_serve,
+    "serve-worker": cmd_serve_worker,
     "migrate": cmd_migrate,
     "seed": cmd_seed,
     "token": cmd_token,
@@ -150,11 +165,16 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = load_settings()
-    # `token` and `health` print only their answer, so scripts can use it.
-    if args.command not in ("token", "health"):
-        configure_logging(settings.log_level, json=settings.log_json)
-    return COMMANDS[args.command](settings, args)
+    try:
+        settings = load_settings()
+        # `token` and `health` print only their answer, so scripts can use it.
+        if args.command not in ("token", "health"):
+            worker = args.index if args.command == "serve-worker" else None
+            configure_logging(settings.log_level, json=settings.log_json, worker=worker)
+        return COMMANDS[args.command](settings, args)
+    except ConfigError as exc:
+        print(f"smartstart: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class ConfigError(ValueError):
+    """A setting has a value the server cannot run with; the message says which and why."""
+
+
 def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
 
@@ -23,6 +27,29 @@ def _env_int(name: str, default: int) -> int:
 def _env_float(name: str, default: float) -> float:
     raw = _env(name)
     return float(raw) if raw else default
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (its CPU affinity where the platform reports it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def _env_workers(name: str) -> int:
+    raw = _env(name)
+    if not raw:
+        return 1
+    try:
+        count = int(raw)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ConfigError(
+            f"{name} must be a whole number >= 0 (0 = one per CPU core, 1 = a single"
+            f" process), not {raw!r}"
+        )
+    return count or cpu_count()
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -81,6 +108,9 @@ class Settings:
 
     # Process
     event_loop: str = "uvloop"  # "uvloop" (libuv, faster I/O) or "asyncio" (the stdlib loop)
+    workers: int = 1  # server processes sharing grpc_addr (server/workers.py); 0 in env = cores
+    # Not from the environment: set by `smartstart serve-worker` in each child of the supervisor.
+    worker_index: int | None = None
 
     # Jobs and logging
     jobs_enabled: bool = True
@@ -129,6 +159,7 @@ def load_settings() -> Settings:
         blob_encryption_key=_env("SMARTSTART_BLOB_ENCRYPTION_KEY"),
         signing_key_file=_env("SMARTSTART_SIGNING_KEY_FILE"),
         event_loop=_env("SMARTSTART_EVENT_LOOP", "uvloop").lower(),
+        workers=_env_workers("SMARTSTART_WORKERS"),
         jobs_enabled=_env_bool("SMARTSTART_JOBS_ENABLED", True),
         log_level=_env("SMARTSTART_LOG_LEVEL", "info"),
         log_json=_env_bool("SMARTSTART_LOG_JSON", True),

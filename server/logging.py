@@ -2,6 +2,8 @@
 
 Library loggers (grpc, sqlalchemy, alembic, asyncio) go through the same renderer, so every
 line carries the bound request context (request id, method, peer, principal) and a UTC time.
+A worker process of `smartstart serve` (SMARTSTART_WORKERS > 1) adds `"worker": <index>` to
+every line, its own and the libraries', so the interleaved output of the workers splits apart.
 """
 
 from __future__ import annotations
@@ -23,10 +25,19 @@ _NOISY = (
 )
 
 
-def configure_logging(level: str = "info", *, json: bool = True) -> None:
+def _add_worker(index: int) -> Any:
+    def add(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        event["worker"] = index
+        return event
+
+    return add
+
+
+def configure_logging(level: str = "info", *, json: bool = True, worker: int | None = None) -> None:
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        *([] if worker is None else [_add_worker(worker)]),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
