@@ -27,17 +27,31 @@ GENESIS = "0" * 64
 def format_time(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("chained timestamps must be timezone-aware")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = value.astimezone(UTC)
+    if utc.year < 1000:  # isoformat pads the year to four digits, strftime's %Y does not
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), several times faster (hot path).
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+_PLAIN = (str, int, bool, type(None))  # exact types, emitted as they are
 
 
 def _normalize(value: Any) -> Any:
+    # Exact-type checks first: entries are mostly flat dicts of str/int/None, and an
+    # isinstance check against an ABC (Mapping) costs more than the rest together.
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is datetime:
+        return format_time(value)
+    if kind is dict or isinstance(value, Mapping):
+        return {str(k): _normalize(v) for k, v in value.items()}
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        return [_normalize(v) for v in value]
     if isinstance(value, datetime):
         return format_time(value)
-    if isinstance(value, Mapping):
-        return {str(k): _normalize(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_normalize(v) for v in value]
-    if isinstance(value, bool | int | str) or value is None:
+    if isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         raise TypeError("floats are not allowed in chained entries; use integers (fixed point)")
