@@ -13,6 +13,7 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
+from prometheus_client import REGISTRY
 from smartstart.profile.v1 import profile_service_pb2 as pb
 from smartstart.profile.v1 import profile_service_pb2_grpc as pb_grpc
 from sqlalchemy import text
@@ -382,3 +383,66 @@ async def test_get_user_is_self_or_privileged(
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.GetUser(pb.GetUserRequest(user_id="not-a-uuid"), metadata=admin_md)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _batched(use_case: str) -> tuple[float, float]:
+    """(batches, items) the group-commit batcher of `use_case` has run in this process."""
+    labels = {"use_case": use_case}
+    count = REGISTRY.get_sample_value("smartstart_batch_size_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("smartstart_batch_size_sum", labels) or 0.0
+    return count, total
+
+
+async def test_concurrent_reads_share_statements_and_each_gets_its_own_answer(
+    register: Register,
+    stub: pb_grpc.ProfileServiceStub,
+    mint_token: MintToken,
+) -> None:
+    users = [await register(display_name=f"User {i}") for i in range(12)]
+    private = users[0]
+    await stub.UpdateMyProfile(
+        pb.UpdateMyProfileRequest(
+            profile=pb.Profile(is_public=False), update_mask=FieldMask(paths=["is_public"])
+        ),
+        metadata=bearer(mint_token(private.user_id)),
+    )
+    unknown = [str(uuid.uuid4()) for _ in range(3)]
+    asked = [u.user_id for u in users] * 3 + unknown
+    before = _batched("get_profile")
+    answers = await asyncio.gather(
+        *(stub.GetProfile(pb.GetProfileRequest(user_id=u)) for u in asked), return_exceptions=True
+    )
+    after = _batched("get_profile")
+    assert after[1] - before[1] == len(asked)  # every read went through the batcher
+    assert after[0] - before[0] < len(asked)  # and some shared a statement
+    names = {u.user_id: u.display_name for u in users}
+    for user_id, answer in zip(asked, answers, strict=True):
+        if user_id in unknown or user_id == private.user_id:
+            assert isinstance(answer, grpc.aio.AioRpcError), answer
+            assert answer.code() == grpc.StatusCode.NOT_FOUND
+        else:
+            assert isinstance(answer, pb.Profile), answer
+            assert (answer.user_id, answer.display_name) == (user_id, names[user_id])
+
+
+async def test_a_read_sees_the_write_that_finished_before_it(
+    register: Register, stub: pb_grpc.ProfileServiceStub, mint_token: MintToken
+) -> None:
+    user = await register()
+    own = bearer(mint_token(user.user_id))
+    others = [await register() for _ in range(4)]
+    for round_ in range(5):
+        # Keep the read batcher busy so the checked read joins a batch already under way.
+        noise = [
+            asyncio.ensure_future(stub.GetProfile(pb.GetProfileRequest(user_id=o.user_id)))
+            for o in others * 5
+        ]
+        await stub.UpdateMyProfile(
+            pb.UpdateMyProfileRequest(
+                profile=pb.Profile(bio=f"round {round_}"), update_mask=FieldMask(paths=["bio"])
+            ),
+            metadata=own,
+        )
+        seen = await stub.GetProfile(pb.GetProfileRequest(user_id=user.user_id))
+        assert seen.bio == f"round {round_}"
+        await asyncio.gather(*noise)
