@@ -22,6 +22,7 @@ a retry finds the stored result).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -85,7 +86,11 @@ class Batcher(Generic[I, O]):
         self._pending.append((item, future))
         if self._active < self._max_inflight:
             self._active += 1
-            runner = asyncio.create_task(self._run(), name=f"batch:{self._name}")
+            # A fresh context: the runner serves many calls, so it must not carry (and log
+            # as) the call context of the one that happened to start it.
+            runner = asyncio.create_task(
+                self._run(), name=f"batch:{self._name}", context=contextvars.Context()
+            )
             self._runners.add(runner)
             runner.add_done_callback(self._runners.discard)
         return await future

@@ -14,6 +14,8 @@ from typing import Any
 
 import structlog
 
+from server.interceptors.context import current_call
+
 # Chatty at INFO (multi-line command dumps, plugin set-up); their warnings still show.
 _NOISY = (
     "asyncio",
@@ -33,10 +35,25 @@ def _add_worker(index: int) -> Any:
     return add
 
 
+def _add_call(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The RPC being served (request id, method, peer, principal), on every line logged
+    while serving it. Read from the interceptors' per-call state when a line is logged, so
+    a call that logs nothing pays nothing."""
+    state = current_call()
+    if state is not None:
+        event.setdefault("request_id", state.request_id)
+        event.setdefault("method", state.method)
+        event.setdefault("peer", state.peer)
+        if state.principal is not None:
+            event.setdefault("principal", state.principal.user_id)
+    return event
+
+
 def configure_logging(level: str = "info", *, json: bool = True, worker: int | None = None) -> None:
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_call,
         *([] if worker is None else [_add_worker(worker)]),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -44,13 +61,11 @@ def configure_logging(level: str = "info", *, json: bool = True, worker: int | N
         structlog.processors.StackInfoRenderer(),
     ]
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # Calls below the level are no-ops (no event dict is built): the access log line of
+        # every RPC costs nothing when the level is above info.
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
     )
     renderer: Any = (

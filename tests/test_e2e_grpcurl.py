@@ -28,8 +28,13 @@ STARTUP_TIMEOUT_S = 120  # a first start runs initdb and the migrations
 
 
 @pytest.fixture
+def server_log(tmp_path: Path) -> Path:
+    return tmp_path / "server.log"
+
+
+@pytest.fixture
 async def embedded_server(
-    tmp_path_factory: pytest.TempPathFactory, jwt_public_key_file: Path
+    tmp_path_factory: pytest.TempPathFactory, jwt_public_key_file: Path, server_log: Path
 ) -> AsyncIterator[str]:
     data_dir = tmp_path_factory.mktemp("embedded")
     os.chmod(data_dir, 0o755)  # the embedded PostgreSQL runs as its own system user when root
@@ -41,12 +46,14 @@ async def embedded_server(
         SMARTSTART_JWT_PUBLIC_KEY_FILE=str(jwt_public_key_file),
         SMARTSTART_JOBS_ENABLED="true",
         SMARTSTART_SHUTDOWN_GRACE_S="2",
+        SMARTSTART_LOG_LEVEL="info",
     )
+    log = server_log.open("wb")
     proc = await asyncio.create_subprocess_exec(
         str(SMARTSTART),
         "serve",
         env=env,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=log,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -59,6 +66,7 @@ async def embedded_server(
         from server.db.embedded import stop_embedded
 
         stop_embedded(data_dir)
+        log.close()
 
 
 async def wait_all_serving(addr: str, proc: asyncio.subprocess.Process) -> None:
@@ -95,7 +103,7 @@ async def grpcurl(*args: str) -> str:
 
 @pytest.mark.slow
 async def test_grpcurl_lists_describes_and_calls_via_reflection(
-    embedded_server: str, mint_token: MintToken
+    embedded_server: str, mint_token: MintToken, server_log: Path
 ) -> None:
     listed = set((await grpcurl("-plaintext", embedded_server, "list")).split())
     expected = {svc.full_name for svc in generated_services()}
@@ -114,6 +122,8 @@ async def test_grpcurl_lists_describes_and_calls_via_reflection(
             "-plaintext",
             "-H",
             f"authorization: Bearer {system}",
+            "-H",
+            "x-request-id: e2e-request-1",
             "-d",
             json.dumps(
                 {
@@ -141,3 +151,16 @@ async def test_grpcurl_lists_describes_and_calls_via_reflection(
     assert profile["user_id"] == registered["user_id"]
     assert profile["display_name"] == "End To End"
     assert profile["level"] == 1
+
+    # One JSON access line per call, with the call's context (server/logging.py _add_call).
+    text = await asyncio.to_thread(server_log.read_text)
+    lines = [json.loads(line) for line in text.splitlines() if line]
+    access = [line for line in lines if line.get("logger") == "smartstart.access"]
+    (register,) = [line for line in access if line["method"].endswith("/RegisterUser")]
+    assert register["request_id"] == "e2e-request-1"
+    assert register["principal"] == str(uuid.UUID(int=1))
+    assert register["code"] == "OK" and register["duration_ms"] > 0
+    assert register["peer"].startswith("ipv4:127.0.0.1:")
+    assert register["level"] == "info" and register["timestamp"].endswith("Z")
+    (read,) = [line for line in access if line["method"].endswith("/GetProfile")]
+    assert "principal" not in read and read["request_id"] != "e2e-request-1"

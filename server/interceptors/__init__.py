@@ -10,6 +10,7 @@ from __future__ import annotations
 import grpc.aio
 
 from server.config import Settings
+from server.interceptors._wrap import InterceptorChain
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.context import current_context
 from server.interceptors.errors import ErrorInterceptor, abort_with_error, to_rpc_status
@@ -31,14 +32,19 @@ __all__ = [
 def build_interceptors(
     settings: Settings, auth: AuthInterceptor
 ) -> list[grpc.aio.ServerInterceptor]:
-    """The chain in order; `auth` is passed in because its policy table is set later."""
+    """The chain, as one grpc interceptor; `auth` is passed in because its policy table is
+    set later."""
     return [
-        ObservabilityInterceptor(),
-        auth,
-        RateLimitInterceptor(
-            anonymous=settings.rate_limit_anonymous,
-            authenticated=settings.rate_limit_authenticated,
-            window_s=settings.rate_limit_window_s,
-        ),
-        ErrorInterceptor(),
+        InterceptorChain(
+            [
+                ObservabilityInterceptor(),
+                auth,
+                RateLimitInterceptor(
+                    anonymous=settings.rate_limit_anonymous,
+                    authenticated=settings.rate_limit_authenticated,
+                    window_s=settings.rate_limit_window_s,
+                ),
+                ErrorInterceptor(),
+            ]
+        )
     ]

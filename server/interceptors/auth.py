@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-import structlog
-
 from server.context import Principal
 from server.errors import PermissionDenied, Unauthenticated
 from server.interceptors._wrap import AroundInterceptor, Context, metadata_value
@@ -67,9 +65,5 @@ class AuthInterceptor(AroundInterceptor):
             await abort_with_error(context, err)
         state = current_call()
         if state is not None:
-            state.principal = principal
-        if principal is None:
-            yield
-            return
-        with structlog.contextvars.bound_contextvars(principal=principal.user_id):
-            yield
+            state.principal = principal  # log lines carry it from here (server/logging.py)
+        yield

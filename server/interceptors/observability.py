@@ -10,7 +10,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import grpc
@@ -56,38 +56,54 @@ def request_id_of(context: Context) -> str:
     return uuid.uuid4().hex
 
 
+class _MethodMetrics:
+    """One method's metric children, looked up once (labels() takes a lock and hashes)."""
+
+    __slots__ = ("counters", "method", "observe")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.observe = RPC_SECONDS.labels(method).observe
+        self.counters: dict[grpc.StatusCode, Callable[[], None]] = {}
+
+    def count(self, code: grpc.StatusCode) -> None:
+        inc = self.counters.get(code)
+        if inc is None:
+            inc = self.counters[code] = RPC_TOTAL.labels(self.method, code.name).inc
+        inc()
+
+
 class ObservabilityInterceptor(AroundInterceptor):
+    def __init__(self) -> None:
+        self._metrics: dict[str, _MethodMetrics] = {}
+
     @asynccontextmanager
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         started = time.perf_counter()
         state = CallState(request_id=request_id_of(context), method=method, peer=context.peer())
         # Headers go out now, so callers get the id even when the call fails.
         await context.send_initial_metadata(((REQUEST_ID_KEY, state.request_id),))
+        # Log lines carry the call's context from this state (server/logging.py _add_call).
         token = set_call(state)
         code = grpc.StatusCode.OK
-        with structlog.contextvars.bound_contextvars(
-            request_id=state.request_id, method=method, peer=state.peer
-        ):
-            try:
-                yield
-                code = _status_code(context)
-            except grpc.aio.AbortError:
-                code = _status_code(context)
-                raise
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except BaseException:
-                code = grpc.StatusCode.UNKNOWN
-                raise
-            finally:
-                elapsed = time.perf_counter() - started
-                RPC_TOTAL.labels(method, code.name).inc()
-                RPC_SECONDS.labels(method).observe(elapsed)
-                log.info(
-                    "rpc",
-                    principal=state.principal.user_id if state.principal else None,
-                    code=code.name,
-                    duration_ms=round(elapsed * 1000, 3),
-                )
-                reset_call(token)
+        try:
+            yield
+            code = _status_code(context)
+        except grpc.aio.AbortError:
+            code = _status_code(context)
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except BaseException:
+            code = grpc.StatusCode.UNKNOWN
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics = self._metrics.get(method)
+            if metrics is None:
+                metrics = self._metrics[method] = _MethodMetrics(method)
+            metrics.count(code)
+            metrics.observe(elapsed)
+            log.info("rpc", code=code.name, duration_ms=round(elapsed * 1000, 3))
+            reset_call(token)
