@@ -125,6 +125,10 @@ class Batcher(Generic[I, O]):
                     )
             except Exception as error:  # every item of the batch shares the failure
                 outcomes = [error] * len(batch)
+            except BaseException:  # the runner itself is cancelled: nobody is left hanging
+                for _, future in batch:
+                    future.cancel()
+                raise
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue

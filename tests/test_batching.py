@@ -233,6 +233,22 @@ async def test_a_raising_run_batch_fails_its_items_but_not_the_next_batch() -> N
     assert await asyncio.wait_for(b.submit(7), TIMEOUT_S) == ok(7)
 
 
+async def test_a_cancelled_runner_cancels_its_batch_instead_of_stranding_it() -> None:
+    def decide(items: Sequence[int]) -> list[int]:
+        if 100 in items:
+            raise asyncio.CancelledError  # as when the event loop tears the runner down
+        return [ok(i) for i in items]
+
+    fake = FakeRun(decide)
+    b = batcher(fake, max_inflight=1)
+    c = Caller(b)
+    doomed = await c.start_queued([100, 101])
+    got = await results(doomed)
+    assert all(isinstance(g, asyncio.CancelledError) for g in got), got
+    # a new runner takes later items
+    assert await asyncio.wait_for(b.submit(7), TIMEOUT_S) == ok(7)
+
+
 @pytest.mark.parametrize("delta", [-1, +1])
 async def test_a_wrong_number_of_outcomes_fails_the_batch_with_runtime_error(
     delta: int,

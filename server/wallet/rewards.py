@@ -22,7 +22,6 @@ or from another service.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -299,10 +298,14 @@ class RewardService:
                 len(calls),
                 type(error).__name__,
             )
-            alone = await asyncio.gather(
-                *(self._record_batch([call]) for call in calls), return_exceptions=True
-            )
-            return [r[0] if isinstance(r, list) else _as_exception(r) for r in alone]
+            # In arrival order, one at a time: the rare path, so it holds one connection.
+            answers: list[RewardView | Exception] = []
+            for call in calls:
+                try:
+                    answers.extend(await self._record_batch([call]))
+                except Exception as alone_error:
+                    answers.append(alone_error)
+            return answers
         return await self._answers(calls, outcomes)
 
     async def _answers(
@@ -352,7 +355,3 @@ class RewardService:
         if found is None:
             raise NotFound("no reward recorded for this task", metadata={"task_id": task_id})
         return found
-
-
-def _as_exception(error: BaseException) -> Exception:
-    return error if isinstance(error, Exception) else RuntimeError(repr(error))
