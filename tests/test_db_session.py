@@ -133,3 +133,10 @@ async def test_read_rows_returns_records_and_maps_errors(db: Database) -> None:
     with pytest.raises(DBAPIError) as err:
         await db.read_rows("SELECT 1 / $1::int", 0)
     assert sqlstate_of(err.value) == "22012"  # division_by_zero, as SQLAlchemy would raise it
+
+
+async def test_connections_plan_each_constant_statement_once(db: Database) -> None:
+    async with db.read() as conn:
+        mode = (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar()
+        zone = (await conn.exec_driver_sql("SHOW timezone")).scalar()
+    assert (mode, zone) == ("force_generic_plan", "UTC")

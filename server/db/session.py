@@ -89,7 +89,14 @@ class Database:
     ) -> Database:
         """Build the engine. `statement_cache=False` for PgBouncer in transaction mode."""
         sa_url = make_url(normalize_url(url))
-        connect_args: dict[str, Any] = {"server_settings": {"timezone": "UTC"}}
+        # Every statement is a module constant with binds on keys, prepared once per
+        # connection: plan it once too. With the default (auto), PostgreSQL re-plans the
+        # first executions of each and keeps re-planning statements whose generic plan it
+        # under-rates, such as the multi-row CTEs over arrays of the group-committed writes
+        # (~0.3 ms of planning per execution; issuance +7% with generic plans).
+        connect_args: dict[str, Any] = {
+            "server_settings": {"timezone": "UTC", "plan_cache_mode": "force_generic_plan"}
+        }
         if not statement_cache:
             connect_args["statement_cache_size"] = 0
             # Unique names so two backends behind PgBouncer never see the same prepared name.
