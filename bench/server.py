@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import IO
 
 import grpc
-import psutil  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.cpu import ProcessTree, TreeMemory
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -39,12 +40,13 @@ class ServerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
-    def rss_bytes(self) -> int:
-        return int(psutil.Process(self.proc.pid).memory_info().rss)
+    @property
+    def tree(self) -> ProcessTree:
+        """`smartstart serve` and every process under it (workers may start later)."""
+        return ProcessTree([self.proc.pid], "server")
 
-    def cpu_s(self) -> float:
-        times = psutil.Process(self.proc.pid).cpu_times()
-        return float(times.user + times.system)
+    def memory(self) -> TreeMemory:
+        return self.tree.memory()
 
     def log_tail(self, chars: int = 3000) -> str:
         try:
