@@ -75,8 +75,10 @@ class Run:
         plan: Plan,
         log_level: str,
         profile_dir: Path | None = None,
+        workers: int | None = None,
     ) -> None:
         self.plan = plan
+        self.workers = workers
         self.profile_dir = profile_dir
         self.profiles: dict[str, str] = {}
         self.log_level = log_level
@@ -177,7 +179,7 @@ class Run:
             pg_tree, self.postgres_processes = postgres_tree(url=self.db.admin)
         self.pool = WorkerPool(plan.client_procs)
         self.pool.start()  # spawning overlaps with the server's start
-        self.server = start_server(self.db.url, self.db.data_dir, self.log_level)
+        self.server = start_server(self.db.url, self.db.data_dir, self.log_level, self.workers)
         self.trees = {
             "server": self.server.tree,
             "postgres": pg_tree,
@@ -186,7 +188,8 @@ class Run:
         self.server_processes_at_start = self.server.tree.cpu().processes
         say(
             f"server pid {self.server.pid} on {self.server.target}"
-            f" ({self.server_processes_at_start} processes);"
+            f" ({self.server_processes_at_start} processes, SMARTSTART_WORKERS="
+            f"{self.workers if self.workers is not None else 'unset'});"
             f" PostgreSQL: {self.postgres_processes}"
         )
         self.venture_id = database.create_venture(self.db)
@@ -420,6 +423,7 @@ class Run:
                 "platform": platform.platform(),
                 "postgres": self.pg_version,
                 "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
+                "smartstart_workers": self.workers,
                 "server_processes_at_start": self.server_processes_at_start,
                 "postgres_processes": self.postgres_processes,
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -483,14 +487,23 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="py-spy the server during spread issuance and GetProfile (collapsed stacks here)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="SMARTSTART_WORKERS=N for the server (N server processes under a supervisor);"
+        " without it the variable is removed and the server's default applies",
+    )
     args = p.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        p.error("--workers must be at least 1")
     plan = Plan.quick_plan() if args.quick else Plan.full()
     if args.users:
         from dataclasses import replace
 
         plan = replace(plan, users=args.users)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    run = Run(plan, args.server_log_level, args.profile_dir)
+    run = Run(plan, args.server_log_level, args.profile_dir, args.workers)
     try:
         try:
             run.start()

@@ -172,6 +172,7 @@ def text_table(doc: dict[str, Any]) -> str:
     lines.append(
         f"machine: {m['cpu_count']} CPU, Python {m['python']}, PostgreSQL {m['postgres']},"
         f" {m['date']}, quick={doc['quick']}, wall {doc['wall_s']:.1f} s,"
+        f" SMARTSTART_WORKERS={m.get('smartstart_workers') or 'unset'},"
         f" server processes at start {m.get('server_processes_at_start', '?')},"
         f" {'OK' if doc['ok'] else 'FAILED: ' + '; '.join(doc['problems'])}"
     )
