@@ -245,13 +245,17 @@ class Run:
     def issuance(self) -> None:
         plan = self.plan
         assert self.db is not None
+        # `pgbench -i` must not share the machine (and PostgreSQL) with a measured phase.
+        waited = time.monotonic()
+        pgbench.wait_init(self.pgbench_init, self.pgbench_log)
+        if time.monotonic() - waited > 0.5:
+            say(f"waited {time.monotonic() - waited:.1f} s for pgbench -i")
         if self.issuance_available:
             self._phase("warmup_issue", ISSUE_SPREAD, duration_s=plan.warmup_s, record=False)
             spread = self._phase("issuance_spread", ISSUE_SPREAD, duration_s=plan.issue_s)
             duration = max(2, round(spread.wall_s))
         else:
             duration = max(2, round(plan.issue_s))
-        pgbench.wait_init(self.pgbench_init, self.pgbench_log)
         say(f"pgbench tpcb-like, {plan.pgbench_clients} clients, {duration} s")
         before = self._snapshot()
         pgb = pgbench.run(
