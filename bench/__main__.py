@@ -489,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--profile-dir",
         type=Path,
-        help="py-spy the server during spread issuance and GetProfile (collapsed stacks here)",
+        help="py-spy the server and all its processes during spread issuance and GetProfile"
+        " (collapsed stacks here)",
     )
     p.add_argument(
         "--workers",
