@@ -26,7 +26,9 @@ JSON on stdout, the human table on stderr; exit 1 on any request error or a fail
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import operator
 import os
 import platform
 import signal
@@ -138,7 +140,7 @@ class Run:
             total_requests=requests if requests is not None else self.plan.phase_max_requests,
             callers=self.plan.concurrency,
         )
-        cpu = CpuDelta.between(before, self._snapshot())
+        cpu = CpuDelta.between(before, self._snapshot(end=True))
         self.cpu[name] = cpu
         if recorder is not None:
             _, err = recorder.communicate(timeout=60)
@@ -161,8 +163,8 @@ class Run:
         )
         return result
 
-    def _snapshot(self) -> Snapshot:
-        return snapshot(self.trees)
+    def _snapshot(self, *, end: bool = False) -> Snapshot:
+        return snapshot(self.trees, end=end)
 
     # ------------------------------------------------------------------ steps
 
@@ -265,7 +267,7 @@ class Run:
             threads=plan.pgbench_threads,
             scale=plan.pgbench_scale,
         )
-        cpu = CpuDelta.between(before, self._snapshot(), {"pgbench": pgb.cpu_s})
+        cpu = CpuDelta.between(before, self._snapshot(end=True), {"pgbench": pgb.cpu_s})
         self.cpu[PGB] = cpu
         self.phases[PGB] = {**pgb.summary(), **_cpu_keys(cpu, pgb.transactions)}
         if pgb.failed:
@@ -301,9 +303,7 @@ class Run:
             summary = combined.summary()
             summary["errors"] = sum(x.error_count for x in results)
             summary["rounds"] = len(results)
-            cpu = CpuDelta()
-            for x in results:
-                cpu = cpu + self.cpu[x.name]
+            cpu = functools.reduce(operator.add, (self.cpu[x.name] for x in results))
             summary.update(_cpu_keys(cpu, combined.ok))
             self.phases[name] = summary
 

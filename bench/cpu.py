@@ -7,10 +7,11 @@ children_user + children_system time they hold for descendants that exited and w
 for, so a backend or worker that ends during a phase still counts (once: a live process
 counts only its own time, an exited one only in the ancestor that reaped it).
 
-`snapshot()` reads every tree and the machine's `psutil.cpu_times()`; two snapshots make a
-`CpuDelta`, and `CpuDelta.breakdown(requests)` is the JSON a phase reports: CPU ms per
-request of each tree, of the rest of the machine ("other": the bench's parent, other users,
-interrupts) and of the whole machine, and the cores each used on average.
+`snapshot()` reads every tree, every other process and the machine's `psutil.cpu_times()`;
+two snapshots make a `CpuDelta`, and `CpuDelta.breakdown(requests)` is the JSON a phase
+reports: CPU ms per request of each tree, of the rest of the machine ("other": the bench's
+parent, other users' work, interrupts) and of the whole machine, the cores each used on
+average, and what "other" was (interrupt time and the busiest processes outside the trees).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _IDLE = ("idle", "iowait", "steal")
 class TreeCpu:
     cpu_s: float | None  # None: some process of the tree could not be read
     processes: int
+    pids: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +71,17 @@ class ProcessTree:
 
     def cpu(self) -> TreeCpu:
         total = 0.0
-        count = 0
+        pids: set[int] = set()
         for proc in self.processes():
             try:
                 t = proc.cpu_times()
             except psutil.NoSuchProcess:
                 continue  # exited meanwhile: its time moves to the parent's children_* fields
             except psutil.AccessDenied:
-                return TreeCpu(None, count)
+                return TreeCpu(None, len(pids), frozenset(pids))
             total += t.user + t.system + t.children_user + t.children_system
-            count += 1
-        return TreeCpu(total, count)
+            pids.add(proc.pid)
+        return TreeCpu(total, len(pids), frozenset(pids))
 
     def memory(self, *, uss: bool = True) -> TreeMemory:
         rss = 0
@@ -197,20 +199,76 @@ class Snapshot:
     trees: dict[str, TreeCpu]
     busy_s: float
     total_s: float
+    irq_s: float = 0.0  # irq + softirq: busy time no process is charged with
+    procs: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid: (name, own CPU)
 
 
-def _machine() -> tuple[float, float]:
+def _machine() -> tuple[float, float, float]:
     t = psutil.cpu_times()
     busy = sum(getattr(t, f, 0.0) for f in _BUSY)
-    return busy, busy + sum(getattr(t, f, 0.0) for f in _IDLE)
+    irq = getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    return busy, busy + sum(getattr(t, f, 0.0) for f in _IDLE), irq
 
 
-def snapshot(trees: Mapping[str, ProcessTree | None]) -> Snapshot:
-    read = {
-        name: tree.cpu() if tree is not None else TreeCpu(None, 0) for name, tree in trees.items()
-    }
-    busy, total = _machine()
-    return Snapshot(time.monotonic(), read, busy, total)
+def _all_processes() -> dict[int, tuple[str, float]]:
+    found: dict[int, tuple[str, float]] = {}
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        t = proc.info["cpu_times"]
+        if t is not None:
+            found[proc.pid] = (proc.info["name"] or "?", t.user + t.system)
+    return found
+
+
+def snapshot(trees: Mapping[str, ProcessTree | None], *, end: bool = False) -> Snapshot:
+    """Trees, machine and all processes; the slow scan of all processes is kept outside the
+    window (first in a starting snapshot, last in an ending one, `end=True`)."""
+
+    def read_trees() -> dict[str, TreeCpu]:
+        return {n: t.cpu() if t is not None else TreeCpu(None, 0) for n, t in trees.items()}
+
+    if end:
+        now, (busy, total, irq) = time.monotonic(), _machine()
+        read = read_trees()
+        procs = _all_processes()
+    else:
+        procs = _all_processes()
+        read = read_trees()
+        busy, total, irq = _machine()
+        now = time.monotonic()
+    return Snapshot(now, read, busy, total, irq, procs)
+
+
+def _label(pid: int, name: str) -> str:
+    """A process as the JSON names it: its command line, shortened."""
+    try:
+        words = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        words = []
+    text = " ".join(Path(w).name if i == 0 else w for i, w in enumerate(words)) or name
+    return text if len(text) <= 72 else text[:69] + "..."
+
+
+def _others(a: Snapshot, b: Snapshot, keep: int = 5) -> dict[str, float]:
+    """CPU seconds of the busiest processes outside every tree, between a and b."""
+    inside: set[int] = set()
+    for snap in (a, b):
+        for tree in snap.trees.values():
+            inside |= tree.pids
+    used: dict[int, float] = {}
+    for pid, (name, cpu) in b.procs.items():
+        if pid in inside:
+            continue
+        before = a.procs.get(pid)
+        if before is not None and before[0] != name:
+            before = None  # the pid was reused
+        used[pid] = cpu - (before[1] if before is not None else 0.0)
+    top = sorted(used.items(), key=lambda kv: kv[1], reverse=True)[:keep]
+    out: dict[str, float] = {}
+    for pid, cpu in top:
+        if cpu > 0:
+            label = _label(pid, b.procs[pid][0])
+            out[label] = out.get(label, 0.0) + cpu
+    return out
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -226,6 +284,8 @@ class CpuDelta:
     processes: dict[str, int] = field(default_factory=dict)  # at the later snapshot
     busy_s: float = 0.0
     total_s: float = 0.0
+    irq_s: float = 0.0
+    others: dict[str, float] = field(default_factory=dict)  # busiest processes outside
 
     @classmethod
     def between(
@@ -246,13 +306,22 @@ class CpuDelta:
             processes={n: t.processes for n, t in b.trees.items()},
             busy_s=b.busy_s - a.busy_s,
             total_s=b.total_s - a.total_s,
+            irq_s=b.irq_s - a.irq_s,
+            others=_others(a, b),
         )
 
     def __add__(self, other: CpuDelta) -> CpuDelta:
+        """Both windows together (a phase measured in rounds); unreadable in one: None."""
         cpu: dict[str, float | None] = {}
         for name in {**self.cpu_s, **other.cpu_s}:
-            x, y = self.cpu_s.get(name), other.cpu_s.get(name)
+            if name not in self.cpu_s or name not in other.cpu_s:
+                cpu[name] = self.cpu_s.get(name, other.cpu_s.get(name))
+                continue
+            x, y = self.cpu_s[name], other.cpu_s[name]
             cpu[name] = x + y if x is not None and y is not None else None
+        others = dict(self.others)
+        for label, used in other.others.items():
+            others[label] = others.get(label, 0.0) + used
         return CpuDelta(
             window_s=self.window_s + other.window_s,
             cpu_s=cpu,
@@ -262,6 +331,8 @@ class CpuDelta:
             },
             busy_s=self.busy_s + other.busy_s,
             total_s=self.total_s + other.total_s,
+            irq_s=self.irq_s + other.irq_s,
+            others=others,
         )
 
     def breakdown(self, requests: int) -> dict[str, Any]:
@@ -283,7 +354,16 @@ class CpuDelta:
                 round(100 * self.busy_s / self.total_s, 1) if self.total_s > 0 else None
             ),
             "processes": dict(self.processes),
+            "other_cores": self._other_cores(),
         }
+
+    def _other_cores(self) -> dict[str, float]:
+        """Cores used by interrupts and the busiest processes outside the trees (>= 0.01)."""
+        if self.window_s <= 0:
+            return {}
+        items = [("irq+softirq", self.irq_s)]
+        items += sorted(self.others.items(), key=lambda kv: kv[1], reverse=True)[:3]
+        return {k: round(v / self.window_s, 2) for k, v in items if v / self.window_s >= 0.01}
 
 
 __all__ = [

@@ -163,6 +163,11 @@ def text_table(doc: dict[str, Any]) -> str:
     lines = [
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
     ]
+    for name, p in doc["phases"].items():
+        other = (p.get("cpu") or {}).get("other_cores") or {}
+        if other:
+            listed = ", ".join(f"{k} {v:g}" for k, v in other.items())
+            lines.append(f"other CPU in {name}, cores: {listed}")
     lines.append(
         "CPU ms per request (per transaction for pgbench): srv = server process tree, pg ="
         " PostgreSQL, cli = bench client processes (pgbench for pgbench), other = rest of the"

@@ -114,6 +114,15 @@ def test_breakdown_per_request_and_cores() -> None:
     assert summed["window_s"] == 4.0
 
 
+def test_other_cores_name_processes_outside_the_trees() -> None:
+    gone = 2**22 + 7  # no such pid: labelled by its name
+    a = Snapshot(0.0, {"server": TreeCpu(1.0, 1, frozenset({gone + 1}))}, 0.0, 0.0, 0.0, {})
+    procs = {gone: ("stress", 3.0), gone + 1: ("server", 9.0)}
+    b = Snapshot(2.0, {"server": TreeCpu(2.0, 1, frozenset({gone + 1}))}, 3.0, 4.0, 0.5, procs)
+    cores = CpuDelta.between(a, b).breakdown(requests=10)["other_cores"]
+    assert cores == {"irq+softirq": 0.25, "stress": 1.5}  # started in the window: all counts
+
+
 def test_postmaster_pid(tmp_path: Path) -> None:
     assert postmaster_pid(tmp_path) is None
     (tmp_path / "postmaster.pid").write_text("4242\n/data\n")
