@@ -436,6 +436,7 @@ class Run:
                 "callers": self.plan.concurrency,
                 "client_processes": self.plan.client_procs,
                 "channels_per_process": self.plan.channels_per_proc,
+                "client_event_loop": "uvloop",
                 "server_log_level": self.log_level,
                 "jobs_enabled": False,
                 "rate_limits": "raised to 1e9 (out of the way)",
