@@ -201,7 +201,8 @@ class Snapshot:
     busy_s: float
     total_s: float
     irq_s: float = 0.0  # irq + softirq: busy time no process is charged with
-    procs: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid: (name, own CPU)
+    # pid: (name, CPU, start time); kernel workers change their name with the work they do
+    procs: dict[int, tuple[str, float, float]] = field(default_factory=dict)
 
 
 def _machine() -> tuple[float, float, float]:
@@ -211,18 +212,18 @@ def _machine() -> tuple[float, float, float]:
     return busy, busy + sum(getattr(t, f, 0.0) for f in _IDLE), irq
 
 
-def _all_processes() -> dict[int, tuple[str, float]]:
+def _all_processes() -> dict[int, tuple[str, float, float]]:
     """Every process's CPU, with what its exited children used (a test runner's short-lived
     servers show up under it); this process's own children are the trees and pgbench."""
-    found: dict[int, tuple[str, float]] = {}
+    found: dict[int, tuple[str, float, float]] = {}
     me = os.getpid()
-    for proc in psutil.process_iter(["name", "cpu_times"]):
+    for proc in psutil.process_iter(["name", "cpu_times", "create_time"]):
         t = proc.info["cpu_times"]
         if t is not None:
             cpu = t.user + t.system
             if proc.pid != me:
                 cpu += t.children_user + t.children_system
-            found[proc.pid] = (proc.info["name"] or "?", cpu)
+            found[proc.pid] = (proc.info["name"] or "?", cpu, proc.info["create_time"] or 0.0)
     return found
 
 
@@ -262,11 +263,11 @@ def _others(a: Snapshot, b: Snapshot, keep: int = 5) -> dict[str, float]:
         for tree in snap.trees.values():
             inside |= tree.pids
     used: dict[int, float] = {}
-    for pid, (name, cpu) in b.procs.items():
+    for pid, (_, cpu, created) in b.procs.items():
         if pid in inside:
             continue
         before = a.procs.get(pid)
-        if before is not None and before[0] != name:
+        if before is not None and before[2] != created:
             before = None  # the pid was reused
         used[pid] = cpu - (before[1] if before is not None else 0.0)
     top = sorted(used.items(), key=lambda kv: kv[1], reverse=True)[:keep]

@@ -116,11 +116,24 @@ def test_breakdown_per_request_and_cores() -> None:
 
 def test_other_cores_name_processes_outside_the_trees() -> None:
     gone = 2**22 + 7  # no such pid: labelled by its name
-    a = Snapshot(0.0, {"server": TreeCpu(1.0, 1, frozenset({gone + 1}))}, 0.0, 0.0, 0.0, {})
-    procs = {gone: ("stress", 3.0), gone + 1: ("server", 9.0)}
+    kworker = gone + 2  # a kernel worker renames itself after its current work item
+    a = Snapshot(
+        0.0,
+        {"server": TreeCpu(1.0, 1, frozenset({gone + 1}))},
+        0.0,
+        0.0,
+        0.0,
+        {kworker: ("kworker/u8:0-writeback", 50.0, 1.0)},
+    )
+    procs = {
+        gone: ("stress", 3.0, 5.0),
+        gone + 1: ("server", 9.0, 1.0),
+        kworker: ("kworker/u8:0-flush", 50.2, 1.0),
+    }
     b = Snapshot(2.0, {"server": TreeCpu(2.0, 1, frozenset({gone + 1}))}, 3.0, 4.0, 0.5, procs)
     cores = CpuDelta.between(a, b).breakdown(requests=10)["other_cores"]
-    assert cores == {"irq+softirq": 0.25, "stress": 1.5}  # started in the window: all counts
+    # started in the window: all of it counts; the renamed worker: only its growth
+    assert cores == {"irq+softirq": 0.25, "stress": 1.5, "kworker/u8:0-flush": 0.1}
 
 
 def test_postmaster_pid(tmp_path: Path) -> None:
