@@ -50,9 +50,10 @@ release-image: $(STAMP)
 	$(PY) scripts/protodeps.py .build/protodeps
 	$(BIN)/buf build proto -o proto/released.binpb
 
-## Benchmarks (QUICK=1 for a run under a minute; BENCH_ARGS="--json-out bench.json" etc.).
+## Benchmarks (QUICK=1 for a run under a minute; WORKERS=N sets SMARTSTART_WORKERS=N for the
+## server; BENCH_ARGS="--json-out bench.json" etc.).
 bench: $(STAMP)
-	@$(PY) -m bench $(if $(QUICK),--quick,) $(BENCH_ARGS)
+	@$(PY) -m bench $(if $(QUICK),--quick,) $(if $(WORKERS),--workers $(WORKERS),) $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .pytest_cache .mypy_cache .ruff_cache

@@ -15,13 +15,20 @@ Order of a run (each figure is a ratio against a baseline measured in this same 
 6. Memory: server RSS after two counts of mixed requests (1 issuance : 2 GetProfile :
    1 Check) and the growth ratio.
 
+Every measured phase also says where the CPU went (bench/cpu.py): CPU ms per request of the
+server process tree (`smartstart serve` and all its descendants, so SMARTSTART_WORKERS
+supervisors count whole), of PostgreSQL, of the bench's client processes (pgbench for the
+pgbench phase), of everything else and of the whole machine, and the cores each used.
+
 JSON on stdout, the human table on stderr; exit 1 on any request error or a failed step.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import operator
 import os
 import platform
 import signal
@@ -47,6 +54,7 @@ from bench.client import (
     PROBE_ISSUE,
     Phase,
 )
+from bench.cpu import CpuDelta, ProcessTree, Snapshot, postgres_tree, snapshot
 from bench.plan import Plan
 from bench.pool import BenchError, PhaseResult, WorkerPool
 from bench.report import markdown_table, ratios_section, text_table
@@ -64,8 +72,15 @@ def say(message: str) -> None:
 
 
 class Run:
-    def __init__(self, plan: Plan, log_level: str, profile_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        log_level: str,
+        profile_dir: Path | None = None,
+        workers: int | None = None,
+    ) -> None:
         self.plan = plan
+        self.workers = workers
         self.profile_dir = profile_dir
         self.profiles: dict[str, str] = {}
         self.log_level = log_level
@@ -83,7 +98,10 @@ class Run:
         self.pool: WorkerPool | None = None
         self.users: tuple[str, ...] = ()
         self.pg_version = "unknown"
-        self.cpu: dict[str, float] = {}  # server CPU seconds per phase
+        self.cpu: dict[str, CpuDelta] = {}  # CPU seconds per process group, per phase
+        self.trees: dict[str, ProcessTree | None] = {}  # server, postgres, clients
+        self.postgres_processes = "not measured"
+        self.server_processes_at_start: int | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -116,13 +134,13 @@ class Run:
             out = self.profile_dir / f"{PROFILED[name]}.txt"
             recorder = profile.start_record(self.server.pid, duration_s, out)
             self.profiles[name] = str(out)
-        cpu0 = self.server.cpu_s()
+        before = self._snapshot()
         result = self.pool.run(
             phase,
             total_requests=requests if requests is not None else self.plan.phase_max_requests,
             callers=self.plan.concurrency,
         )
-        cpu = self.server.cpu_s() - cpu0
+        cpu = CpuDelta.between(before, self._snapshot(end=True))
         self.cpu[name] = cpu
         if recorder is not None:
             _, err = recorder.communicate(timeout=60)
@@ -136,9 +154,7 @@ class Run:
             self.problems.append(f"{name}: {result.not_awarded} issuance calls awarded no BUZ")
         if record:
             summary = result.summary()
-            summary["server_cpu_ms_per_request"] = (
-                round(cpu * 1000 / result.ok, 3) if result.ok else None
-            )
+            summary.update(_cpu_keys(cpu, result.ok))
             summary["not_awarded"] = result.not_awarded
             self.phases[name] = summary
         say(
@@ -146,6 +162,9 @@ class Run:
             f" {result.rps:,.0f}/s over {result.wall_s:.1f} s"
         )
         return result
+
+    def _snapshot(self, *, end: bool = False) -> Snapshot:
+        return snapshot(self.trees, end=end)
 
     # ------------------------------------------------------------------ steps
 
@@ -156,10 +175,25 @@ class Run:
         self.pg_version = database.server_version(self.db)
         self.pgbench_log = self.db.data_dir / f"pgbench-init-{os.getpid()}.log"
         self.pgbench_init = pgbench.start_init(self.db, plan.pgbench_scale, self.pgbench_log)
+        if self.db.embedded:
+            pg_tree, self.postgres_processes = postgres_tree(pgdata=self.db.data_dir / "pg")
+        else:
+            pg_tree, self.postgres_processes = postgres_tree(url=self.db.admin)
         self.pool = WorkerPool(plan.client_procs)
         self.pool.start()  # spawning overlaps with the server's start
-        self.server = start_server(self.db.url, self.db.data_dir, self.log_level)
-        say(f"server pid {self.server.pid} on {self.server.target}")
+        self.server = start_server(self.db.url, self.db.data_dir, self.log_level, self.workers)
+        self.trees = {
+            "server": self.server.tree,
+            "postgres": pg_tree,
+            "clients": ProcessTree(self.pool.pids, "clients"),
+        }
+        self.server_processes_at_start = self.server.tree.cpu().processes
+        say(
+            f"server pid {self.server.pid} on {self.server.target}"
+            f" ({self.server_processes_at_start} processes, SMARTSTART_WORKERS="
+            f"{self.workers if self.workers is not None else 'unset'});"
+            f" PostgreSQL: {self.postgres_processes}"
+        )
         self.venture_id = database.create_venture(self.db)
         token = mint_token(
             sub=str(uuid.UUID(int=1)),
@@ -169,7 +203,7 @@ class Run:
             algorithm=HS256,
         )
         self.pool.init(self.server.target, plan.channels_per_proc, token, self.venture_id, self.tag)
-        self.memory["rss_start_mib"] = round(self.server.rss_bytes() / MIB, 1)
+        self.memory["rss_start_mib"] = round(self.server.memory().rss_bytes / MIB, 1)
 
     def onboard(self) -> None:
         assert self.db is not None and self.pool is not None
@@ -213,14 +247,19 @@ class Run:
     def issuance(self) -> None:
         plan = self.plan
         assert self.db is not None
+        # `pgbench -i` must not share the machine (and PostgreSQL) with a measured phase.
+        waited = time.monotonic()
+        pgbench.wait_init(self.pgbench_init, self.pgbench_log)
+        if time.monotonic() - waited > 0.5:
+            say(f"waited {time.monotonic() - waited:.1f} s for pgbench -i")
         if self.issuance_available:
             self._phase("warmup_issue", ISSUE_SPREAD, duration_s=plan.warmup_s, record=False)
             spread = self._phase("issuance_spread", ISSUE_SPREAD, duration_s=plan.issue_s)
             duration = max(2, round(spread.wall_s))
         else:
             duration = max(2, round(plan.issue_s))
-        pgbench.wait_init(self.pgbench_init, self.pgbench_log)
         say(f"pgbench tpcb-like, {plan.pgbench_clients} clients, {duration} s")
+        before = self._snapshot()
         pgb = pgbench.run(
             self.db,
             duration_s=duration,
@@ -228,7 +267,9 @@ class Run:
             threads=plan.pgbench_threads,
             scale=plan.pgbench_scale,
         )
-        self.phases["pgbench_tpcb_like"] = pgb.summary()
+        cpu = CpuDelta.between(before, self._snapshot(end=True), {"pgbench": pgb.cpu_s})
+        self.cpu[PGB] = cpu
+        self.phases[PGB] = {**pgb.summary(), **_cpu_keys(cpu, pgb.transactions)}
         if pgb.failed:
             self.problems.append(f"pgbench: {pgb.failed} failed transactions")
         say(f"pgbench: {pgb.tps:,.0f} tps")
@@ -262,10 +303,8 @@ class Run:
             summary = combined.summary()
             summary["errors"] = sum(x.error_count for x in results)
             summary["rounds"] = len(results)
-            cpu = sum(self.cpu[x.name] for x in results)
-            summary["server_cpu_ms_per_request"] = (
-                round(cpu * 1000 / combined.ok, 3) if combined.ok else None
-            )
+            cpu = functools.reduce(operator.add, (self.cpu[x.name] for x in results))
+            summary.update(_cpu_keys(cpu, combined.ok))
             self.phases[name] = summary
 
     def memory_phase(self) -> None:
@@ -273,11 +312,11 @@ class Run:
         plan = self.plan
         mix = DEFAULT_MIX if self.issuance_available else (GET_PROFILE, CHECK, GET_PROFILE)
         first, second = plan.memory_checkpoints
-        self.memory["rss_before_mib"] = round(self.server.rss_bytes() / MIB, 1)
+        self.memory["rss_before_mib"] = round(self.server.memory().rss_bytes / MIB, 1)
         a = self._phase(
             "memory_1", MIXED, requests=first, max_s=plan.memory_max_s, record=False, mix=mix
         )
-        rss_a = self.server.rss_bytes()
+        mem_a = self.server.memory()
         b = self._phase(
             "memory_2",
             MIXED,
@@ -286,7 +325,8 @@ class Run:
             record=False,
             mix=mix,
         )
-        rss_b = self.server.rss_bytes()
+        mem_b = self.server.memory()
+        rss_a, rss_b = mem_a.rss_bytes, mem_b.rss_bytes
         done_a, done_b = a.ok + a.error_count, a.ok + a.error_count + b.ok + b.error_count
         if done_b < second:
             self.problems.append(f"memory: only {done_b} of {second} requests within the limit")
@@ -296,12 +336,24 @@ class Run:
                 if self.issuance_available
                 else "2 GetProfile : 1 Check (RecordTaskAccepted not served)",
                 "counted_from": "the start of the memory phase (after every other phase)",
+                "measure": "rss_*: RSS summed over the server process tree (pages shared"
+                " between its processes count once per process), the growth ratio's figure;"
+                " uss_*: unique set size summed (memory only that tree holds)",
+                "server_processes": mem_b.processes,
                 "checkpoint_1_requests": done_a,
                 "rss_1_mib": round(rss_a / MIB, 1),
                 "checkpoint_2_requests": done_b,
                 "rss_2_mib": round(rss_b / MIB, 1),
                 "growth_ratio": round(rss_b / rss_a, 3),
+                "uss_1_mib": _mib(mem_a.uss_bytes),
+                "uss_2_mib": _mib(mem_b.uss_bytes),
+                "uss_growth_ratio": (
+                    round(mem_b.uss_bytes / mem_a.uss_bytes, 3)
+                    if mem_a.uss_bytes and mem_b.uss_bytes is not None
+                    else None
+                ),
                 "mixed_rps": round((a.ok + b.ok) / (a.wall_s + b.wall_s), 1),
+                **_cpu_keys(self.cpu["memory_1"] + self.cpu["memory_2"], a.ok + b.ok),
             }
         )
 
@@ -375,12 +427,16 @@ class Run:
                 "platform": platform.platform(),
                 "postgres": self.pg_version,
                 "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
+                "smartstart_workers": self.workers,
+                "server_processes_at_start": self.server_processes_at_start,
+                "postgres_processes": self.postgres_processes,
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
             },
             "config": {
                 "callers": self.plan.concurrency,
                 "client_processes": self.plan.client_procs,
                 "channels_per_process": self.plan.channels_per_proc,
+                "client_event_loop": "uvloop",
                 "server_log_level": self.log_level,
                 "jobs_enabled": False,
                 "rate_limits": "raised to 1e9 (out of the way)",
@@ -397,6 +453,19 @@ class Run:
             "memory": self.memory,
             "verification": self.verification,
         }
+
+
+def _cpu_keys(cpu: CpuDelta, requests: int) -> dict[str, Any]:
+    """`server_cpu_ms_per_request` (the server tree; kept from before) and the `cpu` section."""
+    breakdown = cpu.breakdown(requests)
+    return {
+        "server_cpu_ms_per_request": breakdown["ms_per_request"].get("server"),
+        "cpu": breakdown,
+    }
+
+
+def _mib(n: int | None) -> float | None:
+    return round(n / MIB, 1) if n is not None else None
 
 
 def _ratio(ph: dict[str, dict[str, Any]], a: str, b: str, key: str) -> float | None:
@@ -421,16 +490,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--profile-dir",
         type=Path,
-        help="py-spy the server during spread issuance and GetProfile (collapsed stacks here)",
+        help="py-spy the server and all its processes during spread issuance and GetProfile"
+        " (collapsed stacks here)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="SMARTSTART_WORKERS=N for the server (N server processes under a supervisor);"
+        " without it the variable is removed and the server's default applies",
     )
     args = p.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        p.error("--workers must be at least 1")
     plan = Plan.quick_plan() if args.quick else Plan.full()
     if args.users:
         from dataclasses import replace
 
         plan = replace(plan, users=args.users)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    run = Run(plan, args.server_log_level, args.profile_dir)
+    run = Run(plan, args.server_log_level, args.profile_dir, args.workers)
     try:
         try:
             run.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import tempfile
 import time
@@ -71,6 +72,7 @@ class PgbenchResult:
     scale: int
     latencies_us: list[float]
     wall_s: float
+    cpu_s: float  # pgbench's own user + system CPU (its rusage)
 
     def summary(self) -> dict[str, Any]:
         lat = self.latencies_us
@@ -96,10 +98,15 @@ _FAILED = re.compile(r"number of failed transactions: (\d+)")
 def run(
     db: BenchDatabase, *, duration_s: int, clients: int, threads: int, scale: int
 ) -> PgbenchResult:
-    """tpcb-like for duration_s with a per-transaction log (for p50/p99)."""
+    """tpcb-like for duration_s with a per-transaction log (for p50/p99).
+
+    pgbench's CPU is the growth of this process's RUSAGE_CHILDREN over the run: pgbench is
+    the only child waited for meanwhile (the client processes and the server live on).
+    """
     with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as tmp:
         prefix = Path(tmp) / "tx"
         started = time.monotonic()
+        usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(
             [
                 str(pgbench_binary()),
@@ -124,6 +131,8 @@ def run(
             check=False,
         )
         wall = time.monotonic() - started
+        usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
         if done.returncode != 0:
             raise RuntimeError(f"pgbench failed ({done.returncode}):\n{done.stderr[-2000:]}")
         latencies: list[float] = []
@@ -148,4 +157,5 @@ def run(
         scale=scale,
         latencies_us=latencies,
         wall_s=wall,
+        cpu_s=cpu,
     )

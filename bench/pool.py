@@ -76,6 +76,10 @@ class WorkerPool:
             self._procs.append(proc)
             self._conns.append(parent)
 
+    def pids(self) -> list[int]:
+        """The client processes' pids (their CPU is the `clients` figure)."""
+        return [p.pid for p in self._procs if p.pid is not None]
+
     def _ask_all(self, messages: list[tuple[str, Any]], timeout_s: float) -> list[Any]:
         for conn, message in zip(self._conns, messages, strict=True):
             conn.send(message)

@@ -99,9 +99,40 @@ def _pass(value: bool | None) -> str:
     return {True: "PASS", False: "FAIL", None: "n/a"}[value]
 
 
+PHASE_HEADER = (
+    "phase",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "srv ms",
+    "pg ms",
+    "cli ms",
+    "other",
+    "all ms",
+    "busy %",
+)
+
+
+def cpu_cells(cpu: dict[str, Any] | None) -> tuple[str, ...]:
+    """srv, pg, cli, other, all (ms per request) and busy % from a phase's `cpu` section."""
+    if not cpu:
+        return ("n/a",) * 6
+    ms = cpu["ms_per_request"]
+    client = ms.get("pgbench", ms.get("clients"))
+    return (
+        _fmt(ms.get("server")),
+        _fmt(ms.get("postgres")),
+        _fmt(client),
+        _fmt(ms.get("other")),
+        _fmt(ms.get("machine")),
+        _fmt(cpu.get("machine_busy_pct")),
+    )
+
+
 def text_table(doc: dict[str, Any]) -> str:
     """The short human table (the parent prints it to stderr)."""
-    rows = [("ratio", "value", "baseline", "ratio", "goal", "")]
+    rows: list[tuple[str, ...]] = [("ratio", "value", "baseline", "ratio", "goal", "")]
     for key, r in doc["ratios"].items():
         rows.append(
             (
@@ -113,8 +144,10 @@ def text_table(doc: dict[str, Any]) -> str:
                 _pass(r["pass"]),
             )
         )
-    rows.append(("", "", "", "", "", ""))
-    rows.append(("phase", "req/s", "p50 ms", "p99 ms", "errors", "cpu ms/req"))
+    width = len(rows[0])
+    rows = [row + ("",) * (len(PHASE_HEADER) - width) for row in rows]
+    rows.append(("",) * len(PHASE_HEADER))
+    rows.append(PHASE_HEADER)
     for name, p in doc["phases"].items():
         rows.append(
             (
@@ -123,17 +156,29 @@ def text_table(doc: dict[str, Any]) -> str:
                 _fmt(p.get("p50_ms")),
                 _fmt(p.get("p99_ms")),
                 _fmt(p.get("errors", p.get("failed"))),
-                _fmt(p.get("server_cpu_ms_per_request")),
+                *cpu_cells(p.get("cpu")),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(PHASE_HEADER))]
     lines = [
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
     ]
+    for name, p in doc["phases"].items():
+        other = (p.get("cpu") or {}).get("other_cores") or {}
+        if other:
+            listed = ", ".join(f"{k} {v:g}" for k, v in other.items())
+            lines.append(f"other CPU in {name}, cores: {listed}")
+    lines.append(
+        "CPU ms per request (per transaction for pgbench): srv = server process tree, pg ="
+        " PostgreSQL, cli = bench client processes (pgbench for pgbench), other = rest of the"
+        " machine, all = whole machine busy; busy % of all cores."
+    )
     m = doc["machine"]
     lines.append(
         f"machine: {m['cpu_count']} CPU, Python {m['python']}, PostgreSQL {m['postgres']},"
         f" {m['date']}, quick={doc['quick']}, wall {doc['wall_s']:.1f} s,"
+        f" SMARTSTART_WORKERS={m.get('smartstart_workers') or 'unset'},"
+        f" server processes at start {m.get('server_processes_at_start', '?')},"
         f" {'OK' if doc['ok'] else 'FAILED: ' + '; '.join(doc['problems'])}"
     )
     return "\n".join(lines)

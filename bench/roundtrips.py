@@ -62,7 +62,7 @@ def _attach(db: Database, counts: Counts) -> None:
 
     def autocommit(conn: Any) -> bool:
         # Autocommit connections (Database.read) send no BEGIN/COMMIT/ROLLBACK at all.
-        return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        return bool(conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT")
 
     @event.listens_for(sync, "begin")
     def _begin(conn: Any) -> None:
