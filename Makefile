@@ -51,7 +51,7 @@ release-image: $(STAMP)
 	$(BIN)/buf build proto -o proto/released.binpb
 
 ## Benchmarks (QUICK=1 for a run under a minute; WORKERS=N sets SMARTSTART_WORKERS=N for the
-## server; BENCH_ARGS="--json-out bench.json" etc.).
+## server, default 0 = one process per core; BENCH_ARGS="--json-out bench.json" etc.).
 bench: $(STAMP)
 	@$(PY) -m bench $(if $(QUICK),--quick,) $(if $(WORKERS),--workers $(WORKERS),) $(BENCH_ARGS)
 

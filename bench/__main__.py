@@ -497,12 +497,13 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         type=int,
         metavar="N",
-        help="SMARTSTART_WORKERS=N for the server (N server processes under a supervisor);"
-        " without it the variable is removed and the server's default applies",
+        default=0,
+        help="SMARTSTART_WORKERS=N for the server: N server processes under a supervisor;"
+        " 0 (the default) = one per CPU core, the deployment the README recommends",
     )
     args = p.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        p.error("--workers must be at least 1")
+    if args.workers < 0:
+        p.error("--workers must be 0 (one per core) or more")
     plan = Plan.quick_plan() if args.quick else Plan.full()
     if args.users:
         from dataclasses import replace

@@ -36,6 +36,19 @@ def cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+def _env_positive(name: str, default: int) -> int:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number >= 1, not {raw!r}")
+    return value
+
+
 def _env_workers(name: str) -> int:
     raw = _env(name)
     if not raw:
@@ -84,7 +97,7 @@ class Settings:
     # Group commit of hot writes (server/batching.py): calls per transaction, and
     # transactions in the database at once, per use case.
     batch_max_size: int = 64
-    batch_max_inflight: int = 4
+    batch_max_inflight: int = 1
 
     # Auth (JWT bearer tokens)
     jwt_public_key_file: str = ""  # PEM public key (ES256/RS256)
@@ -142,8 +155,8 @@ def load_settings() -> Settings:
         db_pool_size=_env_int("SMARTSTART_DB_POOL_SIZE", 20),
         db_max_overflow=_env_int("SMARTSTART_DB_MAX_OVERFLOW", 10),
         db_statement_cache=_env_bool("SMARTSTART_DB_STATEMENT_CACHE", True),
-        batch_max_size=_env_int("SMARTSTART_BATCH_MAX_SIZE", 64),
-        batch_max_inflight=_env_int("SMARTSTART_BATCH_MAX_INFLIGHT", 4),
+        batch_max_size=_env_positive("SMARTSTART_BATCH_MAX_SIZE", 64),
+        batch_max_inflight=_env_positive("SMARTSTART_BATCH_MAX_INFLIGHT", 1),
         jwt_public_key_file=_env("SMARTSTART_JWT_PUBLIC_KEY_FILE"),
         jwt_jwks_file=_env("SMARTSTART_JWT_JWKS_FILE"),
         jwt_dev_secret=_env("SMARTSTART_JWT_DEV_SECRET"),

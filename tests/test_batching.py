@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from server.batching import Batcher
+from server.config import ConfigError, load_settings
 
 TIMEOUT_S = 30.0  # generous: only reached when something hangs
 
@@ -422,3 +423,22 @@ def test_constructor_accepts_limits_of_one() -> None:
 
     b = Batcher("ok", run_batch, max_batch=1, max_inflight=1)
     assert b.stats.batches == 0
+
+
+@pytest.mark.parametrize("name", ["SMARTSTART_BATCH_MAX_SIZE", "SMARTSTART_BATCH_MAX_INFLIGHT"])
+@pytest.mark.parametrize("raw", ["0", "-2", "lots", "1.5"])
+def test_batch_settings_refuse_values_below_one(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str
+) -> None:
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ConfigError, match=f"{name} must be a whole number >= 1, not '{raw}'"):
+        load_settings()
+
+
+def test_batch_settings_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMARTSTART_BATCH_MAX_SIZE", raising=False)
+    monkeypatch.delenv("SMARTSTART_BATCH_MAX_INFLIGHT", raising=False)
+    assert (load_settings().batch_max_size, load_settings().batch_max_inflight) == (64, 1)
+    monkeypatch.setenv("SMARTSTART_BATCH_MAX_SIZE", "1")
+    monkeypatch.setenv("SMARTSTART_BATCH_MAX_INFLIGHT", " 3 ")
+    assert (load_settings().batch_max_size, load_settings().batch_max_inflight) == (1, 3)

@@ -258,7 +258,7 @@ class RewardService:
         params: Parameters,
         *,
         batch_max_size: int = 64,
-        batch_max_inflight: int = 4,
+        batch_max_inflight: int = 1,
     ) -> None:
         self._db = database
         self._params = params
