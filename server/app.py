@@ -9,6 +9,7 @@ signal handling.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -180,6 +181,21 @@ def resolve_database(settings: Settings) -> str:
     return url
 
 
+# Young-generation collections every 50,000 net allocations instead of 700: a call allocates
+# a few hundred short-lived objects (messages, rows, dicts), so the default collects several
+# times per call, each time walking every young object.
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Once the server is up: move everything loaded so far (modules, registries, the ORM's
+    mappers) out of the collector's sight, and collect young objects less often. Reference
+    counting still frees nearly everything at once; the cycle collector is for cycles."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
     url = await asyncio.to_thread(resolve_database, settings)
@@ -196,6 +212,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         loop.add_signal_handler(sig, stop.set)
     try:
         running = await start_server(settings, database)
+        tune_gc()
         try:
             await stop.wait()
             log.info("shutting down", grace_s=settings.shutdown_grace_s)
