@@ -366,7 +366,7 @@ async def test_same_task_id_two_assignees_concurrently_one_wins(
     and answers from the stored row (IDEMPOTENCY_CONFLICT: the assignee differs).
     Batches of one, so the two calls are two transactions (as from two server processes)."""
     w = big_world
-    w.service = RewardService(w.db, Parameters(w.db), batch_max_size=1)
+    w.service = RewardService(w.db, Parameters(w.db), batch_max_size=1, batch_max_inflight=2)
     users = [await make_user(w.db) for _ in range(2)]
     task_id = "contested"
     loads = 0

@@ -196,6 +196,57 @@ class NewEvent:
         return AppendedEvent(id=event_id, chain_id=self.chain_id, seq=self.seq, hash=self.hash)
 
 
+@dataclass(frozen=True, slots=True)
+class DraftEvent:
+    """An event redacted and its payload hashed, not yet chained: everything that does not
+    need the chain's head, so a use case can do it before taking the head's lock."""
+
+    chain_id: str
+    actor_id: str | None
+    action: str
+    scope: str
+    ref_id: str
+    request_id: str | None
+    details: str  # redacted, JSON text
+    payload_hash: str
+
+    def chain(self, head_seq: int, head_hash: str) -> NewEvent:
+        """The event that follows head (head_seq, head_hash) of its chain, which must be
+        locked in the caller's transaction (HEADS_UPSERT) until the event is written."""
+        fields = chained_fields(
+            chain_id=self.chain_id,
+            seq=head_seq + 1,
+            occurred_at=datetime.now(UTC),
+            actor_id=self.actor_id,
+            action=self.action,
+            scope=self.scope,
+            ref_id=self.ref_id,
+            request_id=self.request_id,
+            payload_hash=self.payload_hash,
+        )
+        return NewEvent(
+            **fields,
+            details=self.details,
+            prev_hash=head_hash,
+            hash=chain_hash(head_hash, fields),
+        )
+
+
+def draft(ctx: RequestContext, event: AuditEvent) -> DraftEvent:
+    """`event` for its chain (chain_for), redacted, its payload hashed. Pure (no I/O)."""
+    details = redact(event.details)
+    return DraftEvent(
+        chain_id=chain_for(event.scope, event.ref_id),
+        actor_id=ctx.actor_id,
+        action=event.action,
+        scope=event.scope,
+        ref_id=event.ref_id,
+        request_id=ctx.request_id,
+        details=json.dumps(details, separators=(",", ":"), default=str),
+        payload_hash=payload_hash(details),
+    )
+
+
 def prepare(
     ctx: RequestContext, event: AuditEvent, *, chain_id: str, head_seq: int, head_hash: str
 ) -> NewEvent:
@@ -206,24 +257,7 @@ def prepare(
     """
     if chain_id != chain_for(event.scope, event.ref_id):
         raise ValueError("event belongs to another chain")
-    details = redact(event.details)
-    fields = chained_fields(
-        chain_id=chain_id,
-        seq=head_seq + 1,
-        occurred_at=datetime.now(UTC),
-        actor_id=ctx.actor_id,
-        action=event.action,
-        scope=event.scope,
-        ref_id=event.ref_id,
-        request_id=ctx.request_id,
-        payload_hash=payload_hash(details),
-    )
-    return NewEvent(
-        **fields,
-        details=json.dumps(details, separators=(",", ":"), default=str),
-        prev_hash=head_hash,
-        hash=chain_hash(head_hash, fields),
-    )
+    return draft(ctx, event).chain(head_seq, head_hash)
 
 
 async def append(session: AsyncSession, ctx: RequestContext, event: AuditEvent) -> AppendedEvent:

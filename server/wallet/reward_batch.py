@@ -1,43 +1,43 @@
 """RecordTaskAccepted's transaction, for a batch of calls (server/batching.py).
 
 One READ COMMITTED transaction (Database.run retries 40001/40P01 and lost connections)
-of three statements, five round trips with BEGIN and COMMIT, whatever the batch's size:
+of four statements, six round trips with BEGIN and COMMIT, whatever the batch's size:
 
 S1. lock the assignees' wallet rows FOR UPDATE and profile rows FOR NO KEY UPDATE (joined
     with KYC status, reputation and XP), in ascending wallet id (ledger.lock_wallets'
     order). The wallet lock serialises one user's awards, so the day's issued BUZ read
     next is current and the daily cap cannot be overrun; it also serialises duplicates of
-    one task for one assignee. The profile is locked here because S3 moves its XP and
-    level: taking it before the audit heads keeps the lock order wallet → profile → audit
-    head, the order of every other writer (a profile update precedes its audit append), so
-    they cannot deadlock; two batches lock their wallets in the same ascending order, then
-    their heads in ascending chain order.
+    one task for one assignee. The profile is locked here because S4 moves its XP and
+    level.
 S2. one statement, after the locks (a READ COMMITTED statement's snapshot is taken when it
     starts, so it sees what the previous holders of the wallet locks committed): the
     stored payload hashes of the batch's task ids, BUZ issued on each (assignee, UTC day),
-    which ventures exist, the reviewers' reputations, each assignee's latest device report
-    (server.profile.domain.is_device_compliant judges it) and the heads of the audit chains
-    the batch's events go to, created and locked by a data-modifying CTE
-    (server.audit.append.HEADS_UPSERT).
+    which ventures exist, the reviewers' reputations and each assignee's latest device
+    report (server.profile.domain.is_device_compliant judges it).
     Then, in Python, call by call in arrival order (`_Fold`): a task id already stored
     → replay (same payload hash) or IdempotencyConflict (ALREADY_EXISTS); unknown assignee,
     venture or reviewer → NotFound for that call alone; else the pure decision
     (server.wallet.domain.decide_reward, with the day's BUZ including this batch's earlier
     awards), the level after the XP, the ISSUE ledger entry chained to the wallet's head
-    (server.wallet.ledger.prepare_entry) and the `task.accepted` audit event chained to its
-    chain's head (server.audit.append.prepare). A task id twice in one batch: the later
+    (server.wallet.ledger.prepare_entry) and the `task.accepted` audit event, redacted and
+    its payload hashed (server.audit.append.draft). A task id twice in one batch: the later
     call is a replay (or a conflict) of the earlier.
-S3. one statement (data-modifying CTEs over arrays): the ledger entries and wallet heads
+S3. lock the heads of the audit chains the events go to, in ascending chain order
+    (server.audit.append.HEADS_UPSERT), and chain the events to them. Audit heads are
+    shared by every writer, so they are taken last and held shortest: the fold above runs
+    before, under the batch's own wallet locks only. The lock order stays wallet →
+    profile → audit head, the order of every other writer, so they cannot deadlock.
+S4. one statement (data-modifying CTEs over arrays): the ledger entries and wallet heads
     (server.wallet.ledger.ENTRIES_CTES), the reward records, daily_user_stats (buz_issued,
     xp_gain per acceptance day), user_metrics (tasks_accepted, quality), the profiles' XP
     and level, the audit events and chain heads (server.audit.append.EVENTS_CTES).
 
 A task id stored concurrently by a call naming ANOTHER assignee does not share a wallet
-lock: S3 hits the task_rewards primary key (23505, raised here as TaskIdTaken) once the
+lock: S4 hits the task_rewards primary key (23505, raised here as TaskIdTaken) once the
 other transaction commits, and the whole batch rolls back; the caller (server.wallet.
 rewards) then runs each call of the batch on its own.
 
-S2 and S3 run on the asyncpg connection under the session (module-constant statements,
+S2 to S4 run on the asyncpg connection under the session (module-constant statements,
 prepared once per connection; no SQLAlchemy compilation or result machinery) inside the
 transaction SQLAlchemy's adapter began for S1; see server.db.driver.Driver.
 """
@@ -54,7 +54,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit import append as audit
-from server.audit.append import AuditEvent, NewEvent
+from server.audit.append import AuditEvent, DraftEvent, NewEvent
 from server.context import RequestContext
 from server.db.driver import Driver
 from server.db.statement import compose, unnest
@@ -69,7 +69,7 @@ TASK_REWARDS_PKEY = "pk_task_rewards"
 
 
 class TaskIdTaken(Exception):
-    """S3 hit the task_rewards primary key: a concurrent call recorded a task id first."""
+    """S4 hit the task_rewards primary key: a concurrent call recorded a task id first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,19 +121,13 @@ _LOCK_ASSIGNEES = (
 )
 # S2: one row of parallel arrays (asyncpg decodes them natively; no JSON).
 _FACTS = compose(
-    ("", "WITH head AS ("),
-    ("head.", audit.HEADS_UPSERT),
     (
         "",
-        ")"
-        " SELECT h.chains AS head_chains, h.seqs AS head_seqs, h.hashes AS head_hashes,"
-        "  s.tasks AS stored_tasks, s.hashes AS stored_hashes,"
+        "SELECT s.tasks AS stored_tasks, s.hashes AS stored_hashes,"
         "  i.users AS issued_users, i.days AS issued_days, i.amounts AS issued_amounts,"
         "  v.ids AS venture_ids, r.ids AS reviewer_ids, r.reps AS reviewer_reps,"
         "  d.users AS device_users, d.compliant AS device_compliant, d.at AS device_at"
-        " FROM (SELECT array_agg(chain_id) AS chains, array_agg(seq) AS seqs,"
-        "   array_agg(hash) AS hashes FROM head) h,"
-        "  (SELECT array_agg(task_id) AS tasks, array_agg(payload_hash) AS hashes"
+        " FROM (SELECT array_agg(task_id) AS tasks, array_agg(payload_hash) AS hashes"
         "   FROM task_rewards WHERE task_id = ANY(CAST({task_ids} AS text[]))) s,"
         "  (SELECT array_agg(x.user_id) AS users, array_agg(x.day) AS days,"
         "   array_agg(x.buz_issued) AS amounts FROM daily_user_stats x"
@@ -150,6 +144,8 @@ _FACTS = compose(
         "    WHERE user_id = a.user_id ORDER BY reported_at DESC, created_at DESC LIMIT 1) l) d",
     ),
 )
+# S3: the audit heads, created if need be and locked.
+_LOCK_HEADS = compose(("", audit.HEADS_UPSERT))
 _REWARD_COLUMNS_SQL = (
     ("task_id", "text"),
     ("user_id", "uuid"),
@@ -236,20 +232,20 @@ class _Write:
     decision: RewardDecision
     level: int
     entry: NewEntry | None
-    event: NewEvent
+    draft: DraftEvent
+    event: NewEvent | None = None  # chained once the heads are locked (S3)
 
 
 @dataclass(slots=True)
 class _Fold:
-    """The batch's state as calls are applied in order: locked wallets and audit heads move
-    past each call's entry and event, XP and the day's issued BUZ accumulate."""
+    """The batch's state as calls are applied in order: locked wallets move past each
+    call's entry, XP and the day's issued BUZ accumulate."""
 
     params: Any  # server.wallet.rewards.RewardParams (imported there; no cycle here)
     now: datetime
     assignees: Mapping[uuid.UUID, Any]
     wallets: dict[uuid.UUID, WalletState]
     xp: dict[uuid.UUID, int]
-    heads: dict[str, tuple[int, str]]
     stored: Mapping[str, str]  # task id → payload hash, stored before this transaction
     issued: dict[tuple[uuid.UUID, date], int]
     ventures: frozenset[uuid.UUID]
@@ -307,9 +303,7 @@ class _Fold:
                 ref_kind=RefKind.TASK,
                 ref_id=call.task_id,
             )
-        chain_id = audit.chain_for(AUDIT_SCOPE, call.task_id)
-        head_seq, head_hash = self.heads[chain_id]
-        event = audit.prepare(
+        event = audit.draft(
             call.ctx,
             AuditEvent(
                 action="task.accepted",
@@ -317,14 +311,10 @@ class _Fold:
                 ref_id=call.task_id,
                 details=_audit_details(call, decision, entry, level),
             ),
-            chain_id=chain_id,
-            head_seq=head_seq,
-            head_hash=head_hash,
         )
         # Everything for this call is computed: only now move the batch's state past it.
         if entry is not None:
             ledger.advance(wallet, entry)
-        self.heads[chain_id] = (event.seq, event.hash)
         self.xp[call.user_id] = xp
         self.issued[day_key] = self.issued.get(day_key, 0) + decision.awarded
         self.written[call.task_id] = call.payload_hash
@@ -375,18 +365,12 @@ async def record_batch(
     locked = (await conn.exec_driver_sql(_LOCK_ASSIGNEES, (users,))).all()
     db = await Driver.of(conn)
     assignees = {row.user_id: row for row in locked}
-    # S2: facts read under the locks; the audit heads created and locked
+    # S2: facts read under the locks
     day_keys = sorted({(call.user_id, call.accepted_day) for call in calls})
     facts = await db.fetchrow(
         _FACTS.sql,
         _FACTS.args(
             {
-                **{
-                    "head." + k: v
-                    for k, v in audit.head_params(
-                        audit.chain_for(AUDIT_SCOPE, call.task_id) for call in calls
-                    ).items()
-                },
                 "task_ids": sorted({call.task_id for call in calls}),
                 "day_users": [user for user, _ in day_keys],
                 "days": [day for _, day in day_keys],
@@ -412,12 +396,6 @@ async def record_batch(
             for row in locked
         },
         xp={row.user_id: int(row.xp) for row in locked},
-        heads={
-            c: (int(s), str(h))
-            for c, s, h in zip(
-                facts["head_chains"], facts["head_seqs"], facts["head_hashes"], strict=True
-            )
-        },
         stored=dict(_pairs(facts["stored_tasks"], facts["stored_hashes"])),
         issued={
             (u, d): int(a)
@@ -448,7 +426,15 @@ async def record_batch(
             outcomes.append(error)
     if not fold.writes:
         return [o for o in outcomes if not isinstance(o, _Write)]
-    # S3: write it all
+    # S3: lock the audit heads (last, held shortest) and chain the events to them
+    head_rows = await db.fetch(
+        _LOCK_HEADS.sql, _LOCK_HEADS.args(audit.head_params(w.draft.chain_id for w in fold.writes))
+    )
+    heads = {row["chain_id"]: (int(row["seq"]), str(row["hash"])) for row in head_rows}
+    for w in fold.writes:
+        w.event = w.draft.chain(*heads[w.draft.chain_id])
+        heads[w.draft.chain_id] = (w.event.seq, w.event.hash)
+    # S4: write it all
     try:
         written = await db.fetchrow(_RECORD.sql, _RECORD.args(_record_values(fold.writes)))
     except IntegrityError as error:
@@ -493,7 +479,7 @@ def _check_written(written: Any, writes: Sequence[_Write]) -> None:
         len({e.wallet_id for e in entries}),
         len({w.call.user_id for w in writes}),
         len(writes),
-        len({w.event.chain_id for w in writes}),
+        len({w.draft.chain_id for w in writes}),
     )
     got = (
         len(written["reward_tasks"] or ()),
@@ -512,7 +498,7 @@ def _record_values(writes: Sequence[_Write]) -> dict[str, Any]:
     entries = [w.entry for w in writes if w.entry is not None]
     # Events in chain order per chain (as prepared); entries likewise per wallet.
     values: dict[str, Any] = {**ledger.entry_arrays(entries)}
-    values.update(audit.event_arrays([w.event for w in writes]))
+    values.update(audit.event_arrays([w.event for w in writes if w.event is not None]))
     rewards: dict[str, list[Any]] = {f"r_{name}": [] for name, _ in _REWARD_COLUMNS_SQL}
     daily: dict[tuple[uuid.UUID, date], list[int]] = {}
     metrics: dict[uuid.UUID, list[int]] = {}
