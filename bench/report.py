@@ -177,7 +177,7 @@ def text_table(doc: dict[str, Any]) -> str:
     lines.append(
         f"machine: {m['cpu_count']} CPU, Python {m['python']}, PostgreSQL {m['postgres']},"
         f" {m['date']}, quick={doc['quick']}, wall {doc['wall_s']:.1f} s,"
-        f" SMARTSTART_WORKERS={m.get('smartstart_workers') or 'unset'},"
+        f" SMARTSTART_WORKERS={_workers(m.get('smartstart_workers'))},"
         f" server processes at start {m.get('server_processes_at_start', '?')},"
         f" {'OK' if doc['ok'] else 'FAILED: ' + '; '.join(doc['problems'])}"
     )
@@ -257,3 +257,9 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def _workers(value: Any) -> str:
+    if value is None:
+        return "unset"
+    return "0 (one per core)" if value == 0 else str(value)

@@ -4,8 +4,9 @@ Starts the server in this process (server.app.start_server on 127.0.0.1:0, the b
 embedded PostgreSQL or DATABASE_URL, a fresh database), onboards a few users through the
 API, then sends RecordTaskAccepted and GetProfile calls over gRPC while SQLAlchemy engine
 events count what each call sends to PostgreSQL: statements, BEGIN, COMMIT and the pool's
-pre-ping on checkout (when enabled). Prints one JSON document: per-call averages and the
-distinct SQL statements of one call, in order. Not a timing tool (no figures, only counts).
+pre-ping on checkout (when enabled). Prints one JSON document: per-call averages of calls
+sent one after another, the same with the calls sent at once (batched), and the distinct
+SQL statements of one call, in order. Not a timing tool (no figures, only counts).
 Statements a use case sends on the raw asyncpg connection (bypassing SQLAlchemy) are
 counted through asyncpg's query logger.
 """
@@ -204,7 +205,19 @@ async def _measure(calls: int) -> dict[str, Any]:
                 counts.on = False
                 per_call = {k: round(v / calls, 2) for k, v in counts.events.items()}
                 per_call["round trips"] = round(sum(counts.events.values()) / calls, 2)
-                out[name] = {"calls": calls, "per_call": per_call, "statements": one_call}
+                # The same number of calls at once: group commit / coalesced reads share
+                # their statements (the figure under load).
+                counts.reset()
+                counts.on = True
+                await asyncio.gather(*(fn(calls + i) for i in range(calls)))
+                counts.on = False
+                together = round(sum(counts.events.values()) / calls, 2)
+                out[name] = {
+                    "calls": calls,
+                    "per_call": per_call,
+                    "round_trips_per_call_when_concurrent": together,
+                    "statements": one_call,
+                }
     finally:
         await running.stop(0)
         await db.dispose()
