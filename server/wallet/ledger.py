@@ -432,7 +432,8 @@ def advance(state: WalletState, entry: NewEntry) -> None:
     state.head_seq, state.head_hash = entry.seq, entry.hash
 
 
-def _state(row: Any) -> WalletState:
+def wallet_state(row: Any) -> WalletState:
+    """The WalletState of a wallet row locked in this transaction (id, user_id, balances, head)."""
     return WalletState(
         wallet_id=row.id,
         user_id=row.user_id,
@@ -448,7 +449,7 @@ async def lock_wallet(session: AsyncSession, user_id: uuid.UUID) -> WalletState:
     row = (await session.execute(_LOCK_BY_USER, {"user_id": user_id})).first()
     if row is None:
         raise NotFound("wallet not found", metadata={"user_id": str(user_id)})
-    return _state(row)
+    return wallet_state(row)
 
 
 async def lock_wallets(
@@ -457,7 +458,7 @@ async def lock_wallets(
     """Lock several wallets in ascending wallet id (the deadlock-free order), by user id."""
     wanted = sorted(set(user_ids))
     rows = (await session.execute(_LOCK_MANY, {"user_ids": [str(u) for u in wanted]})).all()
-    states = {row.user_id: _state(row) for row in rows}
+    states = {row.user_id: wallet_state(row) for row in rows}
     missing = [str(u) for u in wanted if u not in states]
     if missing:
         raise NotFound("wallet not found", metadata={"user_id": missing[0]})

@@ -384,17 +384,7 @@ async def record_batch(
         params=params,
         now=datetime.now(UTC),
         assignees=assignees,
-        wallets={
-            row.user_id: WalletState(
-                wallet_id=row.id,
-                user_id=row.user_id,
-                buz_balance=int(row.buz_balance),
-                pending_lock=int(row.pending_lock),
-                head_seq=int(row.head_seq),
-                head_hash=str(row.head_hash),
-            )
-            for row in locked
-        },
+        wallets={row.user_id: ledger.wallet_state(row) for row in locked},
         xp={row.user_id: int(row.xp) for row in locked},
         stored=dict(_pairs(facts["stored_tasks"], facts["stored_hashes"])),
         issued={
