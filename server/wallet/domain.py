@@ -16,8 +16,10 @@ from __future__ import annotations
 import decimal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from typing import Any
 
 from server.errors import Reason
 from server.profile.domain import MILLI, KycStatus, sqrt_rep_over_100_milli
@@ -224,3 +226,37 @@ def decide_reward(
         xp=points,
         cred_milli=cred,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RewardParams:
+    """The business parameters a reward decision uses, decoded from one snapshot."""
+
+    tier_base: Mapping[str, int]
+    quality_multiplier: Mapping[int, Decimal]
+    cred_low_milli: int
+    cred_high_milli: int
+    min_rep: int
+    daily_cap: int
+    require_kyc: bool
+    require_device: bool
+    max_report_age: timedelta
+    level_thresholds: tuple[int, ...]
+
+    @classmethod
+    def from_snapshot(cls, values: Mapping[str, Any]) -> RewardParams:
+        bounds = values["buz.reviewer_cred_bounds"]
+        return cls(
+            tier_base={str(k): int(v) for k, v in values["buz.tier_base"].items()},
+            quality_multiplier={
+                int(k): Decimal(str(v)) for k, v in values["buz.quality_multipliers"].items()
+            },
+            cred_low_milli=int(Decimal(str(bounds["min"])) * MILLI),
+            cred_high_milli=int(Decimal(str(bounds["max"])) * MILLI),
+            min_rep=int(values["gates.min_reputation"]),
+            daily_cap=int(values["buz.daily_cap"]),
+            require_kyc=bool(values["gates.require_kyc"]),
+            require_device=bool(values["gates.require_device_compliance"]),
+            max_report_age=timedelta(hours=int(values["device.max_report_age_hours"])),
+            level_thresholds=tuple(int(t) for t in values["levels.thresholds"]),
+        )

@@ -61,7 +61,7 @@ from server.db.statement import compose, unnest
 from server.errors import DomainError, IdempotencyConflict, NotFound
 from server.profile.domain import DeviceReport, is_device_compliant, level_for_xp
 from server.wallet import ledger
-from server.wallet.domain import RewardDecision, decide_reward
+from server.wallet.domain import RewardDecision, RewardParams, decide_reward
 from server.wallet.ledger import NewEntry, RefKind, WalletState
 
 AUDIT_SCOPE = "task"
@@ -241,7 +241,7 @@ class _Fold:
     """The batch's state as calls are applied in order: locked wallets move past each
     call's entry, XP and the day's issued BUZ accumulate."""
 
-    params: Any  # server.wallet.rewards.RewardParams (imported there; no cycle here)
+    params: RewardParams
     now: datetime
     assignees: Mapping[uuid.UUID, Any]
     wallets: dict[uuid.UUID, WalletState]
@@ -356,7 +356,7 @@ def _audit_details(
 
 
 async def record_batch(
-    session: AsyncSession, calls: Sequence[ValidCall], params: Any
+    session: AsyncSession, calls: Sequence[ValidCall], params: RewardParams
 ) -> list[Outcome]:
     """Apply `calls` in one transaction (the module docstring); one outcome per call."""
     conn = await session.connection()

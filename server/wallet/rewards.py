@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -41,8 +40,8 @@ from server.convert import parse_uuid
 from server.db.session import Database
 from server.errors import IdempotencyConflict, InvalidArgument, NotFound
 from server.params import Parameters
-from server.profile.domain import MILLI
 from server.wallet import ledger
+from server.wallet.domain import RewardParams
 from server.wallet.ledger import EntryView
 from server.wallet.models import TIERS
 from server.wallet.reward_batch import (
@@ -96,40 +95,6 @@ class RewardView:
     @property
     def withheld(self) -> bool:
         return self.buz_awarded < self.buz_computed
-
-
-@dataclass(frozen=True, slots=True)
-class RewardParams:
-    """The business parameters a reward decision uses, decoded from one snapshot."""
-
-    tier_base: Mapping[str, int]
-    quality_multiplier: Mapping[int, Decimal]
-    cred_low_milli: int
-    cred_high_milli: int
-    min_rep: int
-    daily_cap: int
-    require_kyc: bool
-    require_device: bool
-    max_report_age: timedelta
-    level_thresholds: tuple[int, ...]
-
-    @classmethod
-    def from_snapshot(cls, values: Mapping[str, Any]) -> RewardParams:
-        bounds = values["buz.reviewer_cred_bounds"]
-        return cls(
-            tier_base={str(k): int(v) for k, v in values["buz.tier_base"].items()},
-            quality_multiplier={
-                int(k): Decimal(str(v)) for k, v in values["buz.quality_multipliers"].items()
-            },
-            cred_low_milli=int(Decimal(str(bounds["min"])) * MILLI),
-            cred_high_milli=int(Decimal(str(bounds["max"])) * MILLI),
-            min_rep=int(values["gates.min_reputation"]),
-            daily_cap=int(values["buz.daily_cap"]),
-            require_kyc=bool(values["gates.require_kyc"]),
-            require_device=bool(values["gates.require_device_compliance"]),
-            max_report_age=timedelta(hours=int(values["device.max_report_age_hours"])),
-            level_thresholds=tuple(int(t) for t in values["levels.thresholds"]),
-        )
 
 
 def validate(ctx: RequestContext, event: TaskAccepted, now: datetime) -> ValidCall:
