@@ -177,7 +177,7 @@ def chained_fields(
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """One event chained to a locked head (`prepare`), not yet written."""
+    """One event chained to a locked head (`DraftEvent.chain`), not yet written."""
 
     chain_id: str
     seq: int
@@ -247,19 +247,6 @@ def draft(ctx: RequestContext, event: AuditEvent) -> DraftEvent:
     )
 
 
-def prepare(
-    ctx: RequestContext, event: AuditEvent, *, chain_id: str, head_seq: int, head_hash: str
-) -> NewEvent:
-    """The event that follows head (head_seq, head_hash) of `chain_id`: redacted and hashed.
-
-    Pure (no I/O). `chain_id` must be chain_for(event.scope, event.ref_id), and the head
-    must be locked in the caller's transaction (HEADS_UPSERT) until the event is written.
-    """
-    if chain_id != chain_for(event.scope, event.ref_id):
-        raise ValueError("event belongs to another chain")
-    return draft(ctx, event).chain(head_seq, head_hash)
-
-
 async def append(session: AsyncSession, ctx: RequestContext, event: AuditEvent) -> AppendedEvent:
     """Record `event` in the caller's transaction, chained to its chain's head.
 
@@ -278,17 +265,16 @@ async def append_many(
 ) -> Sequence[AppendedEvent]:
     """Record `events` (in order within each chain) in two round trips, whatever their
     number: every head they need locked in ascending chain order, then one insert."""
-    events = list(events)
-    if not events:
+    # Redact and hash before the heads are locked: the lock is held only to chain and write.
+    drafts = [draft(ctx, event) for event in events]
+    if not drafts:
         return []
-    chains = [chain_for(event.scope, event.ref_id) for event in events]
-    rows = (await session.execute(_LOCK_HEADS, head_params(chains))).all()
+    rows = (await session.execute(_LOCK_HEADS, head_params(d.chain_id for d in drafts))).all()
     heads = {row.chain_id: (int(row.seq), str(row.hash)) for row in rows}
     prepared: list[NewEvent] = []
-    for event, chain_id in zip(events, chains, strict=True):
-        seq, prev = heads[chain_id]
-        new = prepare(ctx, event, chain_id=chain_id, head_seq=seq, head_hash=prev)
-        heads[chain_id] = (new.seq, new.hash)
+    for pending in drafts:
+        new = pending.chain(*heads[pending.chain_id])
+        heads[new.chain_id] = (new.seq, new.hash)
         prepared.append(new)
     ordered = sorted(prepared, key=lambda new: (new.chain_id, new.seq))
     row = (await session.execute(_INSERT_AND_ADVANCE, event_arrays(ordered))).one()

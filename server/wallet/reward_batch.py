@@ -303,7 +303,7 @@ class _Fold:
                 ref_kind=RefKind.TASK,
                 ref_id=call.task_id,
             )
-        event = audit.draft(
+        draft = audit.draft(
             call.ctx,
             AuditEvent(
                 action="task.accepted",
@@ -318,7 +318,7 @@ class _Fold:
         self.xp[call.user_id] = xp
         self.issued[day_key] = self.issued.get(day_key, 0) + decision.awarded
         self.written[call.task_id] = call.payload_hash
-        write = _Write(call, decision, level, entry, event)
+        write = _Write(call, decision, level, entry, draft)
         self.writes.append(write)
         return write
 
