@@ -59,7 +59,7 @@ from bench.plan import Plan
 from bench.pool import BenchError, PhaseResult, WorkerPool
 from bench.report import markdown_table, ratios_section, text_table
 from bench.server import JWT_SECRET, ServerProcess, start_server
-from server.tokens import HS256, mint_token
+from server.interceptors.tokens import HS256, mint_token
 
 REP_MILLI = 100_000  # reputation 100: passes the >= 60 gate; reviewer credibility 1.0
 MIB = 1024 * 1024

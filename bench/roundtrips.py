@@ -37,8 +37,8 @@ from bench.server import JWT_SECRET
 from server.app import start_server
 from server.config import load_settings
 from server.db.session import Database
+from server.interceptors.tokens import HS256, mint_token
 from server.logging import configure_logging
-from server.tokens import HS256, mint_token
 
 
 class Counts:

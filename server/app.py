@@ -27,11 +27,10 @@ from server.config import Settings
 from server.db import migrate
 from server.db.embedded import start_embedded
 from server.db.session import Database
-from server.deps import Deps
 from server.interceptors import AuthInterceptor, build_interceptors, load_policies
-from server.jobs.scheduler import Scheduler
+from server.interceptors.tokens import TokenVerifier
 from server.registry import Registrar, register_all
-from server.tokens import TokenVerifier
+from server.services import Deps, Services, build_services
 
 log = structlog.get_logger("smartstart.app")
 
@@ -76,10 +75,9 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 class RunningServer:
     server: grpc.aio.Server
     port: int
-    deps: Deps
+    services: Services
     health: health.aio.HealthServicer
     service_names: list[str]  # SmartStart services (health and reflection not included)
-    scheduler: Scheduler
     _stopped: bool = field(default=False, repr=False)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -90,13 +88,13 @@ class RunningServer:
         if self._stopped:
             return
         self._stopped = True
-        grace = self.deps.settings.shutdown_grace_s if grace is None else grace
+        grace = self.services.deps.settings.shutdown_grace_s if grace is None else grace
         # Balancers watching health stop sending new calls while in-flight ones finish.
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        for finish in self.deps.on_stop:
+        for finish in self.services.on_stop:
             await finish()
-        await self.scheduler.stop()
+        await self.services.scheduler.stop()
         log.info("server stopped")
 
 
@@ -112,9 +110,7 @@ async def start_server(
     extra_registrars: Sequence[Registrar] = (),
 ) -> RunningServer:
     """Start serving on settings.grpc_addr (port 0 picks a free port); jobs if enabled."""
-    deps = Deps(settings=settings, database=database)
-    scheduler = Scheduler(deps)
-    deps.scheduler = scheduler
+    services = build_services(Deps(settings=settings, database=database))
 
     verifier = TokenVerifier.from_settings(settings)
     if not verifier.configured:
@@ -125,7 +121,7 @@ async def start_server(
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    service_names = register_all(server, deps, extra_registrars)
+    service_names = register_all(server, services, extra_registrars)
     # The policy table is read once, now that every service is registered.
     auth.set_policies(load_policies(service_names))
 
@@ -145,7 +141,7 @@ async def start_server(
         raise RuntimeError(f"could not bind {settings.grpc_addr}")
     await server.start()
     if settings.jobs_enabled:
-        scheduler.start()
+        services.scheduler.start()
     log.info(
         "server started",
         addr=settings.grpc_addr,
@@ -154,7 +150,7 @@ async def start_server(
         services=service_names,
         jobs=settings.jobs_enabled,
     )
-    return RunningServer(server, port, deps, health_servicer, service_names, scheduler)
+    return RunningServer(server, port, services, health_servicer, service_names)
 
 
 def start_metrics_exporter(addr: str, registry: CollectorRegistry = REGISTRY) -> Any:

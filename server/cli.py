@@ -95,7 +95,7 @@ def cmd_seed(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
-    from server.tokens import mint_dev_token
+    from server.interceptors.tokens import mint_dev_token
 
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     try:

@@ -2,10 +2,11 @@
 
 Each service package exposes, in the module listed in SERVICE_MODULES,
 
-    def register(server: grpc.aio.Server, deps: Deps) -> Sequence[str]
+    def register(server: grpc.aio.Server, services: Services) -> Sequence[str]
 
-that adds its servicer(s) (`add_XServicer_to_server(XServicer(deps), server)`) and returns the
-full proto names of the services it registered. Every service generated under
+that wraps its service (built once in server/services.py) in its servicer
+(`add_XServicer_to_server(XServicer(services.x), server)`) and returns the full proto names
+of the services it registered. Every service generated under
 `smartstart.<svc>.v1` that no module registered gets its generated base servicer, which answers
 UNIMPLEMENTED, so the whole contract is always served, reflected, health-checked and policed.
 """
@@ -21,12 +22,12 @@ from typing import Any
 
 import grpc.aio
 
-from server.deps import Deps
+from server.services import Services
 
 # Add "server.<svc>.servicer" here when a service gets a real servicer.
 SERVICE_MODULES: tuple[str, ...] = ("server.profile.servicer", "server.wallet.servicer")
 
-Registrar = Callable[[grpc.aio.Server, Deps], Sequence[str]]
+Registrar = Callable[[grpc.aio.Server, Services], Sequence[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,9 @@ def registrars(modules: Sequence[str] = SERVICE_MODULES) -> list[Registrar]:
     return [importlib.import_module(m).register for m in modules]
 
 
-def register_all(server: grpc.aio.Server, deps: Deps, extra: Sequence[Registrar] = ()) -> list[str]:
+def register_all(
+    server: grpc.aio.Server, services: Services, extra: Sequence[Registrar] = ()
+) -> list[str]:
     """Register every servicer; the full names of all SmartStart services now served.
 
     `extra` registrars run last; grpc keeps the last handlers registered for a method, so a
@@ -79,7 +82,7 @@ def register_all(server: grpc.aio.Server, deps: Deps, extra: Sequence[Registrar]
     """
     served: list[str] = []
     for register in [*registrars(), *extra]:
-        served.extend(register(server, deps))
+        served.extend(register(server, services))
     for svc in generated_services():
         if svc.full_name not in served:
             svc.add_to_server(svc.base_servicer(), server)

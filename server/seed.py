@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy.dialects.postgresql import insert
 
+from server.core.settings_defaults import SETTINGS_DEFAULTS
 from server.db.session import Database
 from server.ops.models import SystemSetting
 from server.profile.models import Badge
-from server.settings_defaults import SEED_BADGES, SETTINGS_DEFAULTS
+from server.profile.seeds import SEED_BADGES
 
 
 async def run(database: Database) -> dict[str, int]:

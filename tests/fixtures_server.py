@@ -25,8 +25,8 @@ from google.rpc import error_details_pb2, status_pb2
 from server.app import RunningServer, start_server
 from server.config import Settings
 from server.db.session import Database
+from server.interceptors.tokens import mint_token as _mint
 from server.registry import Registrar
-from server.tokens import mint_token as _mint
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from server.settings_defaults import SEED_BADGES, SETTINGS_DEFAULTS
+from server.core.settings_defaults import SETTINGS_DEFAULTS
+from server.profile.seeds import SEED_BADGES
 
 revision: str = "0001"
 down_revision: str | None = None

@@ -11,11 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.base import Base, created_at
 
-CHAIN_KINDS = ("AUDIT", "LEDGER")
-
 
 class AuditEvent(Base):
-    """Write-once (trigger). Chained per `chain_id` (server/audit/append.py)."""
+    """Write-once (trigger). Chained per `chain_id` (server/audit/domain.py)."""
 
     __tablename__ = "audit_events"
     __table_args__ = (

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from server.errors import InvalidArgument, Reason
+from server.core.errors import InvalidArgument, Reason
 
 BPS_PER_UNIT = 10_000  # rate is bp per 10,000 BUZ
 MAX_RATE_BPS = 10_000
@@ -93,6 +93,14 @@ class WindowStatus(StrEnum):
     OPEN = "OPEN"
     CLOSED = "CLOSED"
     FINALIZED = "FINALIZED"
+
+
+class RequestStatus(StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
 
 
 def _utc(value: datetime, name: str) -> datetime:

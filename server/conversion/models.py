@@ -8,10 +8,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from server.conversion.domain import RequestStatus, WindowStatus
 from server.db.base import Base, created_at, one_of, updated_at, uuid_pk
-
-WINDOW_STATUSES = ("SCHEDULED", "OPEN", "CLOSED", "FINALIZED")
-REQUEST_STATUSES = ("PENDING", "APPROVED", "REJECTED", "CANCELLED", "EXPIRED")
 
 
 class Venture(Base):
@@ -36,7 +34,7 @@ class ConversionWindow(Base):
     __table_args__ = (
         CheckConstraint("closes_at > opens_at", name="closes_after_opens"),
         CheckConstraint("equity_rate_bps > 0", name="rate_positive"),
-        one_of("status", WINDOW_STATUSES, "status"),
+        one_of("status", WindowStatus, "status"),
         Index("ix_conversion_windows_status", "status"),
     )
 
@@ -59,7 +57,7 @@ class ConversionRequest(Base):
             "buz_locked >= 0 AND buz_locked <= buz_requested", name="locked_within_requested"
         ),
         CheckConstraint("equity_bp > 0", name="equity_positive"),
-        one_of("status", REQUEST_STATUSES, "status"),
+        one_of("status", RequestStatus, "status"),
         Index(
             "uq_conversion_requests_one_pending",
             "user_id",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from server import idempotency_models
 from server.audit import models as audit_models
 from server.conversion import models as conversion_models
+from server.core import models as core_models
 from server.db.base import Base
 from server.document import models as document_models
 from server.ops import models as ops_models
@@ -17,8 +17,8 @@ __all__ = [
     "Base",
     "audit_models",
     "conversion_models",
+    "core_models",
     "document_models",
-    "idempotency_models",
     "metadata",
     "ops_models",
     "profile_models",

@@ -10,12 +10,13 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.base import Base, created_at, one_of, updated_at, uuid_pk
-
-DOCUMENT_STATUSES = ("ACTIVE", "DELETED")
-SIGNING_ORDERS = ("SEQUENTIAL", "PARALLEL")
-SIGNATURE_REQUEST_STATUSES = ("PENDING", "COMPLETED", "CANCELLED", "EXPIRED")
-SIGNER_STATUSES = ("PENDING", "SIGNED", "DECLINED")
-HOLD_TARGETS = ("DOCUMENT", "USER")
+from server.document.domain import (
+    DocumentStatus,
+    HoldTarget,
+    SignatureRequestStatus,
+    SignerStatus,
+    SigningOrder,
+)
 
 
 class Client(Base):
@@ -38,7 +39,7 @@ class Client(Base):
 class Document(Base):
     __tablename__ = "documents"
     __table_args__ = (
-        one_of("status", DOCUMENT_STATUSES, "status"),
+        one_of("status", DocumentStatus, "status"),
         CheckConstraint("size_bytes >= 0", name="size_nonneg"),
         CheckConstraint("(status = 'DELETED') = (deleted_at IS NOT NULL)", name="deleted_pair"),
         Index("ix_documents_owner_created", "owner_id", "created_at", "id"),
@@ -114,8 +115,8 @@ class SigningKey(Base):
 class SignatureRequest(Base):
     __tablename__ = "signature_requests"
     __table_args__ = (
-        one_of("ordering", SIGNING_ORDERS, "ordering"),
-        one_of("status", SIGNATURE_REQUEST_STATUSES, "status"),
+        one_of("ordering", SigningOrder, "ordering"),
+        one_of("status", SignatureRequestStatus, "status"),
         Index("ix_signature_requests_document_created", "document_id", "created_at", "id"),
         Index("ix_signature_requests_requester_created", "requester_id", "created_at", "id"),
     )
@@ -138,7 +139,7 @@ class SignatureRequest(Base):
 class SignatureSigner(Base):
     __tablename__ = "signature_signers"
     __table_args__ = (
-        one_of("status", SIGNER_STATUSES, "status"),
+        one_of("status", SignerStatus, "status"),
         CheckConstraint("position >= 0", name="position_nonneg"),
         Index("ix_signature_signers_signer_id", "signer_id"),
     )
@@ -160,7 +161,7 @@ class LegalHold(Base):
 
     __tablename__ = "legal_holds"
     __table_args__ = (
-        one_of("target_type", HOLD_TARGETS, "target_type"),
+        one_of("target_type", HoldTarget, "target_type"),
         CheckConstraint("(released_at IS NULL) = (released_by IS NULL)", name="released_pair"),
         Index(
             "ix_legal_holds_active_target",

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-from server.context import Principal
-from server.errors import PermissionDenied, Unauthenticated
+from server.core.context import Principal
+from server.core.errors import PermissionDenied, Unauthenticated
 from server.interceptors._wrap import AroundInterceptor, Context, metadata_value
 from server.interceptors.context import current_call
 from server.interceptors.errors import abort_with_error
 from server.interceptors.policy import Level, Policy, lookup
-from server.tokens import TokenVerifier
+from server.interceptors.tokens import TokenVerifier
 
 
 def bearer_token(context: Context) -> str | None:

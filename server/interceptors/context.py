@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
-from server.context import Principal, RequestContext
+from server.core.context import Principal, RequestContext
 
 
 @dataclass(slots=True)

@@ -1,8 +1,10 @@
 """Error mapping: DomainError → status code + google.rpc details; anything else → INTERNAL.
 
-The status code of each DomainError is its class's `code` (server/errors.py is the one table).
-Auth and rate limiting sit outside this interceptor, so they abort through `abort_with_error`
-here too: every error the server produces is built by `to_rpc_status`.
+STATUS_CODES is the one table from a kind of domain error (server/core/errors.py) to its
+gRPC status code; a subclass maps as its nearest listed ancestor (IdempotencyConflict is
+an AlreadyExists). Auth and rate limiting sit outside this interceptor, so they abort
+through `abort_with_error` here too: every error the server produces is built by
+`to_rpc_status`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,47 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server.errors import ERROR_DOMAIN, DomainError, Unimplemented
+from server.core.errors import (
+    ERROR_DOMAIN,
+    Aborted,
+    AlreadyExists,
+    DataLoss,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unimplemented,
+)
 from server.interceptors._wrap import AroundInterceptor, Context
 
 log = structlog.get_logger("smartstart.errors")
 
 INTERNAL_MESSAGE = "internal error"
+
+STATUS_CODES: dict[type[DomainError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Aborted: grpc.StatusCode.ABORTED,
+    DataLoss: grpc.StatusCode.DATA_LOSS,
+    Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+}
+
+
+def status_code(err: DomainError) -> grpc.StatusCode:
+    """The status code of `err`'s kind: its class or nearest ancestor in STATUS_CODES."""
+    for kind in type(err).__mro__:
+        code = STATUS_CODES.get(kind)
+        if code is not None:
+            return code
+    return grpc.StatusCode.UNKNOWN
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -52,7 +89,7 @@ def to_rpc_status(err: DomainError) -> status_pb2.Status:
         )
     if err.retry_after_s is not None:
         details.append(error_details_pb2.RetryInfo(retry_delay=_duration(err.retry_after_s)))
-    status = status_pb2.Status(code=err.code.value[0], message=err.message)
+    status = status_pb2.Status(code=status_code(err).value[0], message=err.message)
     for detail in details:
         status.details.add().Pack(detail)
     return status

@@ -16,7 +16,8 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.descriptor_pool import DescriptorPool
 from smartstart.common.v1 import options_pb2
 
-from server.context import ROLE_ADMIN, ROLE_BOARD, ROLE_SYSTEM, ROLE_USER
+from server.core.context import Role
+from server.core.proto import ProtoEnum
 
 
 class Level(Enum):
@@ -26,12 +27,7 @@ class Level(Enum):
     ROLES = options_pb2.ACCESS_LEVEL_ROLES
 
 
-_ROLE_NAMES: Mapping[int, str] = {
-    options_pb2.ROLE_USER: ROLE_USER,
-    options_pb2.ROLE_ADMIN: ROLE_ADMIN,
-    options_pb2.ROLE_BOARD: ROLE_BOARD,
-    options_pb2.ROLE_SYSTEM: ROLE_SYSTEM,
-}
+_ROLES = ProtoEnum(Role, options_pb2.Role.Value, "ROLE_")
 
 # Infrastructure services every load balancer and grpcurl must reach without a token.
 PUBLIC_SERVICES = frozenset(
@@ -67,7 +63,7 @@ def policy_of(method: MethodDescriptor) -> Policy:
         level = Level(access.level)
     except ValueError:
         return DENY
-    roles = frozenset(_ROLE_NAMES[r] for r in access.roles if r in _ROLE_NAMES)
+    roles = frozenset(str(role) for r in access.roles if (role := _ROLES.from_pb(r)) is not None)
     if level is Level.ROLES and not roles:
         return DENY  # "one of no roles" can never be satisfied
     return Policy(level, roles)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from server.errors import Reason, ResourceExhausted
+from server.core.errors import Reason, ResourceExhausted
 from server.interceptors._wrap import AroundInterceptor, Context
 from server.interceptors.context import current_call
 from server.interceptors.errors import abort_with_error

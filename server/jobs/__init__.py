@@ -1,4 +1,4 @@
-"""Background jobs: definitions (registry, definitions), runs (runner), timers (scheduler)."""
+"""Background jobs: definitions (registry), runs (runner, queries), timers (scheduler)."""
 
 from server.jobs.registry import Job, JobContext, Outcome, Trigger, utc_date_key
 

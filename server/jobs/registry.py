@@ -1,4 +1,9 @@
-"""Job definitions: what runs, when (cron, UTC), and how a run is keyed."""
+"""Job definitions: what runs, when (cron, UTC), how a run is keyed, and what a body gets.
+
+The jobs package is the machinery (locks, records, timers). Which jobs exist and which use
+case each calls is wired in the composition root (server/services.py), so a job body calls
+the same service methods as the RPCs; the body receives those services in its JobContext.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
-from server.context import RequestContext
+from server.core.context import RequestContext
 
-if TYPE_CHECKING:
-    from server.deps import Deps
+S = TypeVar("S")
 
 
 class Trigger(StrEnum):
@@ -27,10 +31,10 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class JobContext:
-    """What a job body gets: the shared deps, why and when it runs, and a system caller."""
+class JobContext(Generic[S]):
+    """What a job body gets: the services, why and when it runs, and a system caller."""
 
-    deps: Deps
+    services: S
     job: str
     trigger: Trigger
     run_key: str | None
@@ -39,15 +43,17 @@ class JobContext:
 
 
 Counts = dict[str, int]
-JobBody = Callable[[JobContext], Awaitable[Counts]]
+JobBody = Callable[[JobContext[S]], Awaitable[Counts]]
 RunKey = Callable[[datetime], str]
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
+class Job(Generic[S]):
     name: str
     cron: str  # five-field cron expression, evaluated in UTC
-    body: JobBody
+    # None: the job has no body yet. It is not scheduled, a manual run is refused, and job
+    # health says so (rather than recording runs that did nothing).
+    body: JobBody[S] | None
     description: str = ""
     # A run with a key succeeds at most once per key (the daily job: its UTC date), so a
     # second replica, a restart or a manual trigger on the same day does not repeat it.

@@ -16,15 +16,17 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import structlog
 from prometheus_client import Counter, Histogram
-from sqlalchemy import select, text, update
 
-from server.context import SYSTEM_CONTEXT, RequestContext
-from server.deps import Deps
-from server.jobs.registry import Counts, Job, JobContext, Outcome, Trigger
-from server.ops.models import JobRun
+from server.core.context import SYSTEM_CONTEXT, RequestContext
+from server.db.session import Database
+from server.jobs import queries
+from server.jobs.registry import Counts, Job, JobBody, JobContext, Outcome, Trigger
+
+S = TypeVar("S")
 
 log = structlog.get_logger("smartstart.jobs")
 
@@ -56,117 +58,89 @@ def lock_key(job: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def _record_skip(
-    deps: Deps, job: Job, trigger: Trigger, run_key: str | None, by: str | None, why: str
+async def _skip(
+    database: Database,
+    job: Job[S],
+    trigger: Trigger,
+    run_key: str | None,
+    by: str | None,
+    why: str,
 ) -> RunResult:
     if trigger is Trigger.SCHEDULE:
         log.info("job skipped", job=job.name, why=why)
         return RunResult(job.name, Outcome.SKIPPED, None, run_key, {}, why)
-    async with deps.database.transaction() as session:
-        row = JobRun(
-            job=job.name,
-            run_key=run_key,
-            trigger=trigger.value,
-            instance=INSTANCE,
-            outcome=Outcome.SKIPPED.value,
-            finished_at=datetime.now(UTC),
-            error=why,
-            triggered_by=by,
-        )
-        session.add(row)
-        await session.flush()
-        run_id = row.id
+    run_id = await queries.record_start(
+        database,
+        job=job.name,
+        run_key=run_key,
+        trigger=trigger,
+        instance=INSTANCE,
+        triggered_by=by,
+        outcome=Outcome.SKIPPED,
+        error=why,
+    )
     JOB_RUNS.labels(job.name, Outcome.SKIPPED.value).inc()
     return RunResult(job.name, Outcome.SKIPPED, run_id, run_key, {}, why)
 
 
-async def _already_done(deps: Deps, job: str, run_key: str) -> bool:
-    async with deps.database.transaction() as session:
-        found = await session.scalar(
-            select(JobRun.id).where(
-                JobRun.job == job,
-                JobRun.run_key == run_key,
-                JobRun.outcome == Outcome.SUCCEEDED.value,
-            )
-        )
-    return found is not None
-
-
 async def run_job(
-    deps: Deps, job: Job, trigger: Trigger, *, triggered_by: str | None = None
+    database: Database,
+    services: S,
+    job: Job[S],
+    body: JobBody[S],
+    trigger: Trigger,
+    *,
+    triggered_by: str | None = None,
 ) -> RunResult:
-    """Run `job` once if this replica gets its lock (and its run key is not done yet)."""
+    """Run `body` (the job's) once if this replica gets the job's lock and its run key is
+    not done yet."""
     now = datetime.now(UTC)
     run_key = job.run_key(now) if job.run_key else None
-    async with deps.database.engine.connect() as lock_conn, lock_conn.begin():
-        locked = await lock_conn.scalar(
-            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(job.name)}
+    async with database.engine.connect() as lock_conn, lock_conn.begin():
+        if not await queries.try_lock(lock_conn, lock_key(job.name)):
+            why = "another instance is running the job"
+            return await _skip(database, job, trigger, run_key, triggered_by, why)
+        if run_key is not None and await queries.succeeded(database, job.name, run_key):
+            why = f"already succeeded for {run_key}"
+            return await _skip(database, job, trigger, run_key, triggered_by, why)
+        run_id = await queries.record_start(
+            database,
+            job=job.name,
+            run_key=run_key,
+            trigger=trigger,
+            instance=INSTANCE,
+            triggered_by=triggered_by,
         )
-        if not locked:
-            return await _record_skip(
-                deps, job, trigger, run_key, triggered_by, "another instance is running the job"
-            )
-        if run_key is not None and await _already_done(deps, job.name, run_key):
-            return await _record_skip(
-                deps, job, trigger, run_key, triggered_by, f"already succeeded for {run_key}"
-            )
-        return await _execute(deps, job, trigger, run_key, triggered_by, now)
+        ctx = JobContext(
+            services=services,
+            job=job.name,
+            trigger=trigger,
+            run_key=run_key,
+            now=now,
+            request=RequestContext(
+                request_id=f"job:{job.name}:{run_id.hex}", principal=SYSTEM_CONTEXT.principal
+            ),
+        )
+        return await _execute(database, ctx, body, run_id)
 
 
 async def _execute(
-    deps: Deps,
-    job: Job,
-    trigger: Trigger,
-    run_key: str | None,
-    triggered_by: str | None,
-    now: datetime,
+    database: Database, ctx: JobContext[S], body: JobBody[S], run_id: uuid.UUID
 ) -> RunResult:
-    async with deps.database.transaction() as session:
-        row = JobRun(
-            job=job.name,
-            run_key=run_key,
-            trigger=trigger.value,
-            instance=INSTANCE,
-            outcome=Outcome.RUNNING.value,
-            triggered_by=triggered_by,
-        )
-        session.add(row)
-        await session.flush()
-        run_id = row.id
-    ctx = JobContext(
-        deps=deps,
-        job=job.name,
-        trigger=trigger,
-        run_key=run_key,
-        now=now,
-        request=RequestContext(
-            request_id=f"job:{job.name}:{run_id.hex}", principal=SYSTEM_CONTEXT.principal
-        ),
-    )
     started = time.perf_counter()
     counts: Counts = {}
     error: str | None = None
-    with structlog.contextvars.bound_contextvars(job=job.name, run_id=str(run_id)):
+    with structlog.contextvars.bound_contextvars(job=ctx.job, run_id=str(run_id)):
         try:
-            counts = dict(await job.body(ctx))
+            counts = dict(await body(ctx))
             outcome = Outcome.SUCCEEDED
         except Exception as exc:
             outcome = Outcome.FAILED
             error = "".join(traceback.format_exception_only(exc)).strip()[:_MAX_ERROR_CHARS]
             log.exception("job failed")
         elapsed = time.perf_counter() - started
-        async with deps.database.transaction() as session:
-            await session.execute(
-                update(JobRun)
-                .where(JobRun.id == run_id)
-                .values(
-                    outcome=outcome.value,
-                    counts=counts,
-                    error=error,
-                    finished_at=datetime.now(UTC),
-                )
-            )
-        JOB_RUNS.labels(job.name, outcome.value).inc()
-        JOB_SECONDS.labels(job.name).observe(elapsed)
+        await queries.record_finish(database, run_id, outcome, counts, error)
+        JOB_RUNS.labels(ctx.job, outcome.value).inc()
+        JOB_SECONDS.labels(ctx.job).observe(elapsed)
         log.info("job finished", outcome=outcome.value, counts=counts, duration_s=elapsed)
-    return RunResult(job.name, outcome, run_id, run_key, counts, error)
+    return RunResult(ctx.job, outcome, run_id, ctx.run_key, counts, error)

@@ -11,9 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.base import Base, created_at, one_of, updated_at, uuid_pk
-
-JOB_TRIGGERS = ("SCHEDULE", "MANUAL")
-JOB_OUTCOMES = ("RUNNING", "SUCCEEDED", "FAILED", "SKIPPED")
+from server.jobs.registry import Outcome, Trigger
 
 
 class JobRun(Base):
@@ -21,8 +19,8 @@ class JobRun(Base):
 
     __tablename__ = "job_runs"
     __table_args__ = (
-        one_of("trigger", JOB_TRIGGERS, "trigger"),
-        one_of("outcome", JOB_OUTCOMES, "outcome"),
+        one_of("trigger", Trigger, "trigger"),
+        one_of("outcome", Outcome, "outcome"),
         Index(
             "uq_job_runs_succeeded_key",
             "job",
@@ -47,7 +45,7 @@ class JobRun(Base):
 
 
 class SystemSetting(Base):
-    """A business parameter (defaults in server/settings_defaults.py), changed via the API."""
+    """A business parameter (defaults in server/core/settings_defaults.py), changed via the API."""
 
     __tablename__ = "system_settings"
 

@@ -22,11 +22,7 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.base import Base, created_at, one_of, updated_at, uuid_pk
-
-KYC_STATUSES = ("NONE", "PENDING", "PASSED", "FAILED")
-BADGE_RULE_TYPES = ("THRESHOLD", "COMPOSITE", "MANUAL")
-AWARD_STATUSES = ("ACTIVE", "REVOKED")
-ACTIVITY_KINDS = ("REVIEW_SUBMITTED", "BUG_REPORT", "POLICY_VIOLATION")
+from server.profile.domain import ActivityKind, AwardStatus, BadgeRuleType, KycStatus
 
 _EMPTY_JSON = text("'{}'::jsonb")
 _EMPTY_TEXT_ARRAY = text("'{}'::text[]")
@@ -37,7 +33,7 @@ class User(Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        one_of("kyc_status", KYC_STATUSES, "kyc_status"),
+        one_of("kyc_status", KycStatus, "kyc_status"),
         # E-mail addresses are unique case-insensitively.
         Index("uq_users_email_lower", text("lower(email)"), unique=True),
     )
@@ -157,7 +153,7 @@ class Endorsement(Base):
 
 class Badge(Base):
     __tablename__ = "badges"
-    __table_args__ = (one_of("rule_type", BADGE_RULE_TYPES, "rule_type"),)
+    __table_args__ = (one_of("rule_type", BadgeRuleType, "rule_type"),)
 
     id: Mapped[uuid.UUID] = uuid_pk()
     code: Mapped[str] = mapped_column(unique=True)
@@ -176,7 +172,7 @@ class BadgeAward(Base):
     __tablename__ = "badge_awards"
     __table_args__ = (
         UniqueConstraint("user_id", "badge_id"),
-        one_of("status", AWARD_STATUSES, "status"),
+        one_of("status", AwardStatus, "status"),
         Index("ix_badge_awards_user_awarded", "user_id", "awarded_at", "id"),
         Index("ix_badge_awards_badge_id", "badge_id"),
     )
@@ -199,7 +195,7 @@ class ActivityEvent(Base):
 
     __tablename__ = "activity_events"
     __table_args__ = (
-        one_of("kind", ACTIVITY_KINDS, "kind"),
+        one_of("kind", ActivityKind, "kind"),
         Index("ix_activity_events_user_occurred", "user_id", "occurred_at"),
     )
 

@@ -19,11 +19,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.chain import GENESIS
+from server.core.chain import GENESIS
 from server.db.base import Base, created_at, one_of, updated_at, uuid_pk
-
-LEDGER_TYPES = ("ISSUE", "LOCK", "UNLOCK", "BURN", "ADJUST")
-TIERS = ("S", "A", "B", "C")
+from server.wallet.domain import Tier
+from server.wallet.entries import EntryType
 
 
 class Wallet(Base):
@@ -56,7 +55,7 @@ class LedgerEntry(Base):
     __table_args__ = (
         UniqueConstraint("wallet_id", "seq"),
         UniqueConstraint("wallet_id", "prev_hash"),
-        one_of("type", LEDGER_TYPES, "type"),
+        one_of("type", EntryType, "type"),
         CheckConstraint("seq >= 1", name="seq_positive"),
         CheckConstraint(
             "(type = 'ADJUST' AND amount <> 0) OR (type <> 'ADJUST' AND amount > 0)",
@@ -73,7 +72,7 @@ class LedgerEntry(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     balance_after: Mapped[int] = mapped_column(BigInteger)
     pending_after: Mapped[int] = mapped_column(BigInteger)
-    ref_kind: Mapped[str | None]  # e.g. TASK, CONVERSION, ADMIN
+    ref_kind: Mapped[str | None]  # a RefKind
     ref_id: Mapped[str | None]
     note: Mapped[str | None]
     actor_id: Mapped[str | None]
@@ -88,7 +87,7 @@ class TaskReward(Base):
 
     __tablename__ = "task_rewards"
     __table_args__ = (
-        one_of("tier", TIERS, "tier"),
+        one_of("tier", Tier, "tier"),
         CheckConstraint("quality BETWEEN 1 AND 5", name="quality_range"),
         CheckConstraint(
             "buz_computed >= 0 AND buz_awarded >= 0 AND buz_capped >= 0"

@@ -1,10 +1,11 @@
-"""RecordTaskAccepted's transaction, for a batch of calls (server/batching.py).
+"""RecordTaskAccepted's transaction, for a batch of calls (server/core/batching.py): its
+statements (a measured hot path: raw asyncpg statements, see below) and the flow.
 
 One READ COMMITTED transaction (Database.run retries 40001/40P01 and lost connections)
 of four statements, six round trips with BEGIN and COMMIT, whatever the batch's size:
 
 S1. lock the assignees' wallet rows FOR UPDATE and profile rows FOR NO KEY UPDATE (joined
-    with KYC status, reputation and XP), in ascending wallet id (ledger.lock_wallets'
+    with KYC status, reputation and XP), in ascending wallet id (queries.lock_wallets'
     order). The wallet lock serialises one user's awards, so the day's issued BUZ read
     next is current and the daily cap cannot be overrun; it also serialises duplicates of
     one task for one assignee. The profile is locked here because S4 moves its XP and
@@ -13,29 +14,25 @@ S2. one statement, after the locks (a READ COMMITTED statement's snapshot is tak
     starts, so it sees what the previous holders of the wallet locks committed): the
     stored payload hashes of the batch's task ids, BUZ issued on each (assignee, UTC day),
     which ventures exist, the reviewers' reputations and each assignee's latest device
-    report (server.profile.domain.is_device_compliant judges it).
-    Then, in Python, call by call in arrival order (`_Fold`): a task id already stored
-    → replay (same payload hash) or IdempotencyConflict (ALREADY_EXISTS); unknown assignee,
-    venture or reviewer → NotFound for that call alone; else the pure decision
-    (server.wallet.domain.decide_reward, with the day's BUZ including this batch's earlier
-    awards), the level after the XP, the ISSUE ledger entry chained to the wallet's head
-    (server.wallet.ledger.prepare_entry) and the `task.accepted` audit event, redacted and
-    its payload hashed (server.audit.append.draft). A task id twice in one batch: the later
-    call is a replay (or a conflict) of the earlier.
+    report (server.profile.queries.LATEST_DEVICE_REPORTS, the same statement GetDevicePosture
+    reads). Then, in Python, call by call in arrival order: server/wallet/reward_fold.py
+    decides each call as if it were alone, with the ISSUE ledger entry chained to the
+    wallet's head and the `task.accepted` audit event drafted. A task id twice in one batch:
+    the later call is a replay (or a conflict) of the earlier.
 S3. lock the heads of the audit chains the events go to, in ascending chain order
-    (server.audit.append.HEADS_UPSERT), and chain the events to them. Audit heads are
+    (server.audit.queries.HEADS_UPSERT), and chain the events to them. Audit heads are
     shared by every writer, so they are taken last and held shortest: the fold above runs
     before, under the batch's own wallet locks only. The lock order stays wallet →
     profile → audit head, the order of every other writer, so they cannot deadlock.
 S4. one statement (data-modifying CTEs over arrays): the ledger entries and wallet heads
-    (server.wallet.ledger.ENTRIES_CTES), the reward records, daily_user_stats (buz_issued,
+    (server.wallet.queries.ENTRIES_CTES), the reward records, daily_user_stats (buz_issued,
     xp_gain per acceptance day), user_metrics (tasks_accepted, quality), the profiles' XP
-    and level, the audit events and chain heads (server.audit.append.EVENTS_CTES).
+    and level, the audit events and chain heads (server.audit.queries.EVENTS_CTES).
 
 A task id stored concurrently by a call naming ANOTHER assignee does not share a wallet
 lock: S4 hits the task_rewards primary key (23505, raised here as TaskIdTaken) once the
 other transaction commits, and the whole batch rolls back; the caller (server.wallet.
-rewards) then runs each call of the batch on its own.
+service) then runs each call of the batch on its own.
 
 S2 to S4 run on the asyncpg connection under the session (module-constant statements,
 prepared once per connection; no SQLAlchemy compilation or result machinery) inside the
@@ -45,26 +42,24 @@ transaction SQLAlchemy's adapter began for S1; see server.db.driver.Driver.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.audit import append as audit
-from server.audit.append import AuditEvent, DraftEvent, NewEvent
-from server.context import RequestContext
+from server.audit import queries as audit_queries
+from server.core.errors import DomainError
+from server.core.params import BusinessParams
 from server.db.driver import Driver
 from server.db.statement import compose, unnest
-from server.errors import DomainError, IdempotencyConflict, NotFound
-from server.profile.domain import DeviceReport, is_device_compliant, level_for_xp
-from server.wallet import ledger
-from server.wallet.domain import RewardDecision, RewardParams, decide_reward
-from server.wallet.ledger import NewEntry, RefKind, WalletState
+from server.profile.domain import DeviceReport
+from server.profile.queries import LATEST_DEVICE_REPORTS
+from server.wallet import queries
+from server.wallet.domain import ValidCall
+from server.wallet.reward_fold import Fold, Outcome, Recorded, Write
 
-AUDIT_SCOPE = "task"
 TASK_REWARDS_PKEY = "pk_task_rewards"
 
 
@@ -72,44 +67,7 @@ class TaskIdTaken(Exception):
     """S4 hit the task_rewards primary key: a concurrent call recorded a task id first."""
 
 
-@dataclass(frozen=True, slots=True)
-class ValidCall:
-    """One validated RecordTaskAccepted call (server.wallet.rewards.validate)."""
-
-    ctx: RequestContext
-    task_id: str
-    user_id: uuid.UUID
-    tier: str
-    quality: int
-    reviewer_ids: tuple[uuid.UUID, ...]
-    venture_id: uuid.UUID
-    accepted_at: datetime
-    accepted_day: date
-    payload_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """A reward this transaction wrote (RewardView is built from it by the caller)."""
-
-    call: ValidCall
-    decision: RewardDecision
-    entry: ledger.EntryView | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """The call names a task id already stored (before this batch or earlier in it) with
-    the same payload: the caller answers with the stored reward, replay = true."""
-
-    task_id: str
-
-
-Outcome = Recorded | Replay | DomainError
-
-
-# --- statements -----------------------------------------------------------------------------
+# --- statements -------------------------------------------------------------------------------
 
 # S1 (through SQLAlchemy, so the adapter issues BEGIN first).
 _LOCK_ASSIGNEES = (
@@ -123,7 +81,7 @@ _LOCK_ASSIGNEES = (
 _FACTS = compose(
     (
         "",
-        "SELECT s.tasks AS stored_tasks, s.hashes AS stored_hashes,"
+        "SELECT s.tasks AS stored_tasks, s.hashes AS stored_hashes,"  # noqa: S608 (constants)
         "  i.users AS issued_users, i.days AS issued_days, i.amounts AS issued_amounts,"
         "  v.ids AS venture_ids, r.ids AS reviewer_ids, r.reps AS reviewer_reps,"
         "  d.users AS device_users, d.compliant AS device_compliant, d.at AS device_at"
@@ -137,15 +95,12 @@ _FACTS = compose(
         "   WHERE id = ANY(CAST({venture_ids} AS uuid[]))) v,"
         "  (SELECT array_agg(user_id) AS ids, array_agg(rep_milli) AS reps FROM profiles"
         "   WHERE user_id = ANY(CAST({reviewer_ids} AS uuid[]))) r,"
-        # The latest report per assignee, the order of server.profile.users.posture_of.
-        "  (SELECT array_agg(a.user_id) AS users, array_agg(l.compliant) AS compliant,"
-        "   array_agg(l.reported_at) AS at FROM unnest(CAST({user_ids} AS uuid[])) AS a(user_id)"
-        "   CROSS JOIN LATERAL (SELECT compliant, reported_at FROM device_posture_reports"
-        "    WHERE user_id = a.user_id ORDER BY reported_at DESC, created_at DESC LIMIT 1) l) d",
+        "  (SELECT array_agg(l.user_id) AS users, array_agg(l.compliant) AS compliant,"
+        f"   array_agg(l.reported_at) AS at FROM ({LATEST_DEVICE_REPORTS}) l) d",
     ),
 )
 # S3: the audit heads, created if need be and locked.
-_LOCK_HEADS = compose(("", audit.HEADS_UPSERT))
+_LOCK_HEADS = compose(("", audit_queries.HEADS_UPSERT))
 _REWARD_COLUMNS_SQL = (
     ("task_id", "text"),
     ("user_id", "uuid"),
@@ -203,11 +158,11 @@ _REWARD_CTES = (
 )
 _RECORD = compose(
     ("", "WITH "),
-    ("", ledger.ENTRIES_CTES),
+    ("", queries.ENTRIES_CTES),
     ("", ", "),
     ("", _REWARD_CTES),
     ("", ", "),
-    ("", audit.EVENTS_CTES),
+    ("", audit_queries.EVENTS_CTES),
     (
         "",
         " SELECT (SELECT array_agg(task_id) FROM reward) AS reward_tasks,"
@@ -223,140 +178,11 @@ _RECORD = compose(
 )
 
 
-# --- the fold -------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Write:
-    call: ValidCall
-    decision: RewardDecision
-    level: int
-    entry: NewEntry | None
-    draft: DraftEvent
-    event: NewEvent | None = None  # chained once the heads are locked (S3)
-
-
-@dataclass(slots=True)
-class _Fold:
-    """The batch's state as calls are applied in order: locked wallets move past each
-    call's entry, XP and the day's issued BUZ accumulate."""
-
-    params: RewardParams
-    now: datetime
-    assignees: Mapping[uuid.UUID, Any]
-    wallets: dict[uuid.UUID, WalletState]
-    xp: dict[uuid.UUID, int]
-    stored: Mapping[str, str]  # task id → payload hash, stored before this transaction
-    issued: dict[tuple[uuid.UUID, date], int]
-    ventures: frozenset[uuid.UUID]
-    reviewer_reps: Mapping[uuid.UUID, int]
-    devices: Mapping[uuid.UUID, DeviceReport]
-    writes: list[_Write] = field(default_factory=list)
-    written: dict[str, str] = field(default_factory=dict)  # task id → payload hash, this batch
-
-    def apply(self, call: ValidCall) -> Replay | _Write:
-        seen = self.written.get(call.task_id) or self.stored.get(call.task_id)
-        if seen is not None:  # a recorded task id answers before an unknown assignee
-            if seen != call.payload_hash:
-                raise _conflict(call)
-            return Replay(call.task_id)
-        assignee = self.assignees.get(call.user_id)
-        if assignee is None:
-            raise NotFound("assignee not found", metadata={"user_id": str(call.user_id)})
-        if call.venture_id not in self.ventures:
-            raise NotFound("venture not found", metadata={"venture_id": str(call.venture_id)})
-        for reviewer in call.reviewer_ids:
-            if reviewer not in self.reviewer_reps:
-                raise NotFound("reviewer not found", metadata={"reviewer_id": str(reviewer)})
-        params = self.params
-        device_compliant = True
-        if params.require_device:
-            device_compliant = is_device_compliant(
-                self.devices.get(call.user_id), self.now, params.max_report_age
-            )
-        day_key = (call.user_id, call.accepted_day)
-        decision = decide_reward(
-            tier=call.tier,
-            quality=call.quality,
-            reviewer_reps_milli=[self.reviewer_reps[r] for r in call.reviewer_ids],
-            kyc_status=assignee.kyc_status if params.require_kyc else "PASSED",
-            rep_milli=int(assignee.rep_milli),
-            device_compliant=device_compliant,
-            issued_today=self.issued.get(day_key, 0),
-            tier_base=params.tier_base,
-            quality_multiplier=params.quality_multiplier,
-            cred_low_milli=params.cred_low_milli,
-            cred_high_milli=params.cred_high_milli,
-            min_rep=params.min_rep,
-            daily_cap=params.daily_cap,
-        )
-        xp = self.xp[call.user_id] + decision.xp
-        level = level_for_xp(xp, params.level_thresholds)
-        wallet = self.wallets[call.user_id]
-        entry = None
-        if decision.awarded > 0:
-            entry = ledger.prepare_entry(
-                wallet,
-                call.ctx,
-                type=ledger.EntryType.ISSUE,
-                amount=decision.awarded,
-                ref_kind=RefKind.TASK,
-                ref_id=call.task_id,
-            )
-        draft = audit.draft(
-            call.ctx,
-            AuditEvent(
-                action="task.accepted",
-                scope=AUDIT_SCOPE,
-                ref_id=call.task_id,
-                details=_audit_details(call, decision, entry, level),
-            ),
-        )
-        # Everything for this call is computed: only now move the batch's state past it.
-        if entry is not None:
-            ledger.advance(wallet, entry)
-        self.xp[call.user_id] = xp
-        self.issued[day_key] = self.issued.get(day_key, 0) + decision.awarded
-        self.written[call.task_id] = call.payload_hash
-        write = _Write(call, decision, level, entry, draft)
-        self.writes.append(write)
-        return write
-
-
-def _conflict(call: ValidCall) -> IdempotencyConflict:
-    return IdempotencyConflict(
-        "task_id was already recorded with a different payload",
-        metadata={"task_id": call.task_id},
-    )
-
-
-def _audit_details(
-    call: ValidCall, decision: RewardDecision, entry: NewEntry | None, level: int
-) -> dict[str, Any]:
-    return {
-        "user_id": str(call.user_id),
-        "venture_id": str(call.venture_id),
-        "tier": call.tier,
-        "quality": call.quality,
-        "reviewer_count": len(call.reviewer_ids),
-        "accepted_day": call.accepted_day.isoformat(),
-        "reviewer_cred_milli": decision.cred_milli,
-        "buz_computed": decision.computed,
-        "buz_awarded": decision.awarded,
-        "buz_capped": decision.capped,
-        "buz_withheld": decision.withheld_buz,
-        "reasons": [str(r) for r in decision.reasons],
-        "xp_awarded": decision.xp,
-        "level": level,
-        "ledger_seq": entry.seq if entry else None,
-    }
-
-
 # --- the transaction ------------------------------------------------------------------------
 
 
 async def record_batch(
-    session: AsyncSession, calls: Sequence[ValidCall], params: RewardParams
+    session: AsyncSession, calls: Sequence[ValidCall], params: BusinessParams
 ) -> list[Outcome]:
     """Apply `calls` in one transaction (the module docstring); one outcome per call."""
     conn = await session.connection()
@@ -380,11 +206,11 @@ async def record_batch(
             }
         ),
     )
-    fold = _Fold(
+    fold = Fold(
         params=params,
         now=datetime.now(UTC),
         assignees=assignees,
-        wallets={row.user_id: ledger.wallet_state(row) for row in locked},
+        wallets={row.user_id: queries.wallet_state(row) for row in locked},
         xp={row.user_id: int(row.xp) for row in locked},
         stored=dict(_pairs(facts["stored_tasks"], facts["stored_hashes"])),
         issued={
@@ -408,17 +234,18 @@ async def record_batch(
             )
         },
     )
-    outcomes: list[Outcome | _Write] = []
+    outcomes: list[Outcome | Write] = []
     for call in calls:
         try:
             outcomes.append(fold.apply(call))
         except DomainError as error:
             outcomes.append(error)
     if not fold.writes:
-        return [o for o in outcomes if not isinstance(o, _Write)]
+        return [o for o in outcomes if not isinstance(o, Write)]
     # S3: lock the audit heads (last, held shortest) and chain the events to them
     head_rows = await db.fetch(
-        _LOCK_HEADS.sql, _LOCK_HEADS.args(audit.head_params(w.draft.chain_id for w in fold.writes))
+        _LOCK_HEADS.sql,
+        _LOCK_HEADS.args(audit_queries.head_params(w.draft.chain_id for w in fold.writes)),
     )
     heads = {row["chain_id"]: (int(row["seq"]), str(row["hash"])) for row in head_rows}
     for w in fold.writes:
@@ -451,7 +278,7 @@ async def record_batch(
             ),
             created_at=created[o.call.task_id],
         )
-        if isinstance(o, _Write)
+        if isinstance(o, Write)
         else o
         for o in outcomes
     ]
@@ -461,7 +288,7 @@ def _pairs(left: Sequence[Any] | None, right: Sequence[Any] | None) -> zip[tuple
     return zip(left or (), right or (), strict=True)
 
 
-def _check_written(written: Any, writes: Sequence[_Write]) -> None:
+def _check_written(written: Any, writes: Sequence[Write]) -> None:
     entries = [w.entry for w in writes if w.entry is not None]
     expected = (
         len(writes),
@@ -484,11 +311,11 @@ def _check_written(written: Any, writes: Sequence[_Write]) -> None:
         raise RuntimeError(f"task reward batch wrote {got}, expected {expected}")
 
 
-def _record_values(writes: Sequence[_Write]) -> dict[str, Any]:
+def _record_values(writes: Sequence[Write]) -> dict[str, Any]:
     entries = [w.entry for w in writes if w.entry is not None]
     # Events in chain order per chain (as prepared); entries likewise per wallet.
-    values: dict[str, Any] = {**ledger.entry_arrays(entries)}
-    values.update(audit.event_arrays([w.event for w in writes if w.event is not None]))
+    values: dict[str, Any] = {**queries.entry_arrays(entries)}
+    values.update(audit_queries.event_arrays([w.event for w in writes if w.event is not None]))
     rewards: dict[str, list[Any]] = {f"r_{name}": [] for name, _ in _REWARD_COLUMNS_SQL}
     daily: dict[tuple[uuid.UUID, date], list[int]] = {}
     metrics: dict[uuid.UUID, list[int]] = {}

@@ -1,118 +1,109 @@
-"""WalletService use cases: read a wallet, page its ledger, verify it, admin ADJUST.
+"""WalletService use cases: read a wallet, page and verify its ledger, admin ADJUST, and the
+task reward (RecordTaskAccepted, GetTaskReward). One transaction each.
 
-Ownership (docs/design.md "Access policy"): the interceptor enforces each RPC's declared
-level; here, a non-admin may only name their own wallet (another user's id is
-PERMISSION_DENIED, as the contract states).
+Access (server/core/access.py): the interceptor enforces each RPC's declared level; here a
+non-admin may only name their own wallet (another user's id is PERMISSION_DENIED, as the
+contract states).
+
+RecordTaskAccepted checks the call, then hands it to a group-commit batcher
+(server/core/batching.py): calls that arrive while earlier ones are in the database share
+one transaction, server/wallet/reward_batch.py, which decides and writes each call's reward
+exactly as if it were alone (in arrival order, one user's awards seeing the previous ones).
+An idle server runs batches of one; under load a batch holds what queued meanwhile (at most
+SMARTSTART_BATCH_MAX_SIZE), and at most SMARTSTART_BATCH_MAX_INFLIGHT batches are in the
+database at once.
+
+A batch that fails as a whole (the task_rewards primary key taken by a concurrent call
+naming another assignee, or any database error a retry did not cure) does not fail its
+calls: each is run again on its own, so only the call at fault sees an error. A lone call
+that finds its task id taken answers from the stored row: replay = true when the payload
+hash matches, else IdempotencyConflict (ALREADY_EXISTS, IDEMPOTENCY_CONFLICT).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import idempotency
 from server.audit.append import AuditEvent, append
-from server.context import ROLE_ADMIN, RequestContext
-from server.convert import parse_uuid
+from server.core import idempotency
+from server.core.access import Denial, caller_id, require_owner_or, user_ref
+from server.core.batching import Batcher
+from server.core.context import RequestContext, Role
+from server.core.errors import InvalidArgument, NotFound
+from server.core.pagination import PageTokens, page_size
+from server.core.params import Parameters
+from server.core.validation import parse_uuid, request_key, text
 from server.db.session import Database
-from server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from server.pagination import PageTokens, page_size
-from server.wallet import ledger
-from server.wallet.ledger import EntryType, EntryView, Verification
+from server.wallet import ledger, queries
+from server.wallet.domain import (
+    Adjustment,
+    EntryPage,
+    RewardView,
+    TaskAccepted,
+    ValidCall,
+    WalletView,
+    validate_task_accepted,
+)
+from server.wallet.entries import EntryType
+from server.wallet.reward_batch import TaskIdTaken, record_batch
+from server.wallet.reward_fold import Outcome, Recorded, Replay, task_conflict
+from server.wallet.verify import Verification, verify_rows
+
+_log = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 1000
 RPC = "smartstart.wallet.v1.WalletService"
-
-
-@dataclass(frozen=True, slots=True)
-class WalletView:
-    user_id: uuid.UUID
-    wallet_id: uuid.UUID
-    buz_balance: int
-    pending_lock: int
-    head_seq: int
-    head_hash: str
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class EntryPage:
-    entries: list[EntryView]
-    next_page_token: str
-
-
-@dataclass(frozen=True, slots=True)
-class Adjustment:
-    wallet: WalletView
-    entry: EntryView
-
-
-_WALLET = text(
-    "SELECT id, user_id, buz_balance, pending_lock, head_seq, head_hash, created_at, updated_at"
-    " FROM wallets WHERE user_id = :user_id"
-)
-
-
-async def load_wallet(session: AsyncSession, user_id: uuid.UUID) -> WalletView:
-    row = (await session.execute(_WALLET, {"user_id": user_id})).first()
-    if row is None:
-        raise NotFound("user not found")
-    return WalletView(
-        user_id=row.user_id,
-        wallet_id=row.id,
-        buz_balance=int(row.buz_balance),
-        pending_lock=int(row.pending_lock),
-        head_seq=int(row.head_seq),
-        head_hash=str(row.head_hash),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _caller(ctx: RequestContext) -> uuid.UUID:
-    if ctx.principal is None:
-        raise Unauthenticated("a bearer token is required")
-    try:
-        return uuid.UUID(ctx.principal.user_id)
-    except ValueError:
-        raise NotFound("user not found") from None  # e.g. a system principal
-
-
-def _target(ctx: RequestContext, raw: str) -> uuid.UUID:
-    """Empty / "me" → the caller; another user's id needs role admin."""
-    if raw in ("", "me"):
-        return _caller(ctx)
-    target = parse_uuid(raw, "user_id")
-    admin = ctx.principal is not None and ctx.principal.has(ROLE_ADMIN)
-    if not admin and (ctx.principal is None or ctx.principal.user_id != str(target)):
-        raise PermissionDenied("only an admin may read another user's wallet")
-    return target
+_ENTRY_TYPES = frozenset(EntryType)
 
 
 class WalletService:
-    def __init__(self, database: Database, page_tokens: PageTokens) -> None:
+    def __init__(
+        self,
+        database: Database,
+        params: Parameters,
+        page_tokens: PageTokens,
+        *,
+        batch_max_size: int = 64,
+        batch_max_inflight: int = 1,
+    ) -> None:
         self._db = database
+        self._params = params
         self._tokens = page_tokens
+        self.rewards: Batcher[ValidCall, RewardView] = Batcher(
+            "record_task_accepted",
+            self._record_batch,
+            max_batch=batch_max_size,
+            max_inflight=batch_max_inflight,
+        )
 
-    async def get_mine(self, ctx: RequestContext) -> WalletView:
-        me = _caller(ctx)
+    # --- wallets and their ledgers ------------------------------------------------------------
+
+    async def get_my_wallet(self, ctx: RequestContext) -> WalletView:
+        me = caller_id(ctx)
         async with self._db.transaction() as session:
-            return await load_wallet(session, me)
+            return await queries.load_wallet(session, me)
 
-    async def get(self, ctx: RequestContext, user_id: str) -> WalletView:
+    async def get_wallet(self, ctx: RequestContext, user_id: str) -> WalletView:
         if not user_id:
             raise InvalidArgument.field("user_id", "is required")
         target = parse_uuid(user_id, "user_id")
         async with self._db.transaction() as session:
-            return await load_wallet(session, target)
+            return await queries.load_wallet(session, target)
 
-    async def list_entries(
+    @staticmethod
+    def _readable_wallet(ctx: RequestContext, user_id: str) -> uuid.UUID:
+        """Empty or `me`: the caller's wallet; another user's needs role admin."""
+        target = user_ref(ctx, user_id, empty_is_me=True)
+        require_owner_or(ctx, target, Role.ADMIN, denial=Denial.PERMISSION_DENIED, what="wallet")
+        return target
+
+    async def list_ledger_entries(
         self,
         ctx: RequestContext,
         *,
@@ -121,8 +112,8 @@ class WalletService:
         page_size_requested: int,
         page_token: str,
     ) -> EntryPage:
-        target = _target(ctx, user_id)
-        if any(t not in EntryType.__members__ for t in types):
+        target = self._readable_wallet(ctx, user_id)
+        if any(t not in _ENTRY_TYPES for t in types):
             raise InvalidArgument.field("types", "must be ISSUE, LOCK, UNLOCK, BURN or ADJUST")
         wanted = sorted(set(types))
         size = page_size(page_size_requested)
@@ -130,8 +121,8 @@ class WalletService:
         keyset = self._tokens.decode(page_token, filters)
         before = int(keyset[0]) if keyset else None
         async with self._db.transaction() as session:
-            wallet = await load_wallet(session, target)
-            entries = await ledger.list_entries(
+            wallet = await queries.load_wallet(session, target)
+            entries = await queries.list_entries(
                 session, wallet.wallet_id, types=wanted, before_seq=before, limit=size + 1
             )
         more = len(entries) > size
@@ -139,13 +130,14 @@ class WalletService:
         token = self._tokens.encode([entries[-1].seq], filters) if more else ""
         return EntryPage(entries=entries, next_page_token=token)
 
-    async def verify(self, ctx: RequestContext, *, user_id: str) -> Verification:
-        target = _target(ctx, user_id)
+    async def verify_wallet(self, ctx: RequestContext, *, user_id: str) -> Verification:
+        target = self._readable_wallet(ctx, user_id)
         async with self._db.transaction() as session:
-            wallet = await load_wallet(session, target)
-            return await ledger.verify_wallet(session, wallet.wallet_id)
+            wallet = await queries.load_wallet(session, target)
+            row, entries = await queries.ledger_rows(session, wallet.wallet_id)
+        return verify_rows(row, entries)
 
-    async def adjust(
+    async def adjust_balance(
         self,
         ctx: RequestContext,
         *,
@@ -155,23 +147,20 @@ class WalletService:
         delta: int,
         reason: str,
     ) -> Adjustment:
-        idempotency.validate_key(request_id)
+        request_key(request_id)
         target = parse_uuid(user_id, "user_id")
         if delta == 0:
             raise InvalidArgument.field("delta", "must not be 0")
-        reason = reason.strip()
-        if not 1 <= len(reason) <= MAX_REASON_LENGTH:
-            raise InvalidArgument.field("reason", f"must be 1..{MAX_REASON_LENGTH} characters")
+        reason = text(reason, "reason", min_length=1, max_length=MAX_REASON_LENGTH)
         scope = idempotency.scope_for(f"{RPC}/AdjustBalance", ctx.actor_id)
 
         async def tx(session: AsyncSession) -> Adjustment:
             stored = await idempotency.claim(session, scope, request_id, fingerprint)
             if stored is not None:
-                entry = await ledger.load_entry(session, int(stored["entry_id"]))
-                return Adjustment(
-                    wallet=_as_after(await load_wallet(session, target), entry), entry=entry
-                )
-            wallet = await load_wallet(session, target)
+                entry = await queries.load_entry(session, int(stored["entry_id"]))
+                wallet = await queries.load_wallet(session, target)
+                return Adjustment(wallet=wallet.after(entry), entry=entry)
+            wallet = await queries.load_wallet(session, target)
             entry = await ledger.adjust(
                 session, ctx, user_id=target, delta=delta, reason=reason, ref_id=request_id
             )
@@ -192,20 +181,80 @@ class WalletService:
                 ),
             )
             await idempotency.complete(session, scope, request_id, {"entry_id": entry.id})
-            return Adjustment(wallet=_as_after(wallet, entry), entry=entry)
+            return Adjustment(wallet=wallet.after(entry), entry=entry)
 
         return await self._db.run(tx)
 
+    # --- task rewards ---------------------------------------------------------------------------
 
-def _as_after(wallet: WalletView, entry: EntryView) -> WalletView:
-    """The wallet as it was right after `entry` (a retry answers what the first call did)."""
-    return WalletView(
-        user_id=wallet.user_id,
-        wallet_id=wallet.wallet_id,
-        buz_balance=entry.balance_after,
-        pending_lock=entry.pending_after,
-        head_seq=entry.seq,
-        head_hash=entry.hash,
-        created_at=wallet.created_at,
-        updated_at=entry.created_at,
-    )
+    async def record_task_accepted(self, ctx: RequestContext, event: TaskAccepted) -> RewardView:
+        """Reward one accepted task exactly once (see the module docstring)."""
+        return await self.rewards.submit(validate_task_accepted(ctx, event, datetime.now(UTC)))
+
+    async def get_task_reward(self, ctx: RequestContext, task_id: str) -> RewardView:
+        request_key(task_id, "task_id")
+        async with self._db.transaction() as session:
+            found = await queries.load_reward(session, task_id, replay=False)
+        if found is None:
+            raise NotFound("no reward recorded for this task", metadata={"task_id": task_id})
+        return found[1]
+
+    async def _record_batch(self, calls: Sequence[ValidCall]) -> list[RewardView | Exception]:
+        params = await self._params.current()
+        try:
+            outcomes = await self._db.run(lambda session: record_batch(session, calls, params))
+        except Exception as error:
+            if len(calls) == 1:
+                if isinstance(error, TaskIdTaken):
+                    return [await self._answer_stored(calls[0])]
+                raise
+            # One call took the whole batch down (its task id taken concurrently, or a
+            # failure a retry did not cure): run each alone so only that one sees it.
+            _log.info(
+                "task reward batch of %d failed (%s); running its calls one by one",
+                len(calls),
+                type(error).__name__,
+            )
+            # In arrival order, one at a time: the rare path, so it holds one connection.
+            answers: list[RewardView | Exception] = []
+            for call in calls:
+                try:
+                    answers.extend(await self._record_batch([call]))
+                except Exception as alone_error:
+                    answers.append(alone_error)
+            return answers
+        return await self._answers(calls, outcomes)
+
+    async def _answers(
+        self, calls: Sequence[ValidCall], outcomes: Sequence[Outcome]
+    ) -> list[RewardView | Exception]:
+        recorded = {o.call.task_id: o.view() for o in outcomes if isinstance(o, Recorded)}
+        answers: list[RewardView | Exception] = []
+        for call, outcome in zip(calls, outcomes, strict=True):
+            if isinstance(outcome, Recorded):
+                answers.append(recorded[call.task_id])
+            elif isinstance(outcome, Replay):
+                earlier = recorded.get(outcome.task_id)
+                if earlier is not None:  # recorded by an earlier call of this batch
+                    answers.append(replace(earlier, replay=True))
+                else:
+                    answers.append((await self._stored(call))[1])
+            else:
+                answers.append(outcome)
+        return answers
+
+    async def _stored(self, call: ValidCall) -> tuple[str, RewardView]:
+        """The reward stored for the call's task id (payload hash, view as a replay)."""
+        async with self._db.transaction() as session:
+            found = await queries.load_reward(session, call.task_id, replay=True)
+        if found is None:  # pragma: no cover - stored rewards are write-once
+            raise RuntimeError("stored reward vanished")
+        return found
+
+    async def _answer_stored(self, call: ValidCall) -> RewardView | Exception:
+        """A concurrent call naming another assignee recorded this task id first (same
+        assignee: serialised on the wallet lock, S2 sees the row). Ours rolled back."""
+        stored_hash, view = await self._stored(call)
+        if stored_hash != call.payload_hash:
+            return task_conflict(call)
+        return view

@@ -1,0 +1,82 @@
+"""The composition root: every service, batcher and job of a server, built once here.
+
+`build_services(deps)` creates each service package's service from the shared objects in
+`Deps`; the transport (server/registry.py) only wraps them in servicers, and the scheduler's
+jobs call the same service methods the RPCs call (their JobContext carries these Services).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from server.config import Settings
+from server.core.pagination import PageTokens
+from server.core.params import Parameters
+from server.db.session import Database
+from server.jobs.registry import Job, utc_date_key
+from server.jobs.scheduler import Scheduler
+from server.profile.service import ProfileService
+from server.wallet.service import WalletService
+
+DAILY_MAINTENANCE = "daily_maintenance"
+BADGE_EVALUATION = "badge_evaluation"
+CONVERSION_WINDOWS = "conversion_windows"
+WORM_MAINTENANCE = "worm_maintenance"
+
+
+@dataclass(slots=True)
+class Deps:
+    """Shared objects, one of each per server process."""
+
+    settings: Settings
+    database: Database
+    params: Parameters = field(init=False)
+    page_tokens: PageTokens = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.params = Parameters(self.database)
+        self.page_tokens = PageTokens(self.settings.secret_key)
+
+
+@dataclass(slots=True)
+class Services:
+    deps: Deps
+    profile: ProfileService
+    wallet: WalletService
+    scheduler: Scheduler[Services] = field(init=False)
+    # Awaited once the server has stopped taking calls (batchers finishing their work).
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def jobs() -> tuple[Job[Services], ...]:
+    """The four jobs and their schedules (UTC). A job's body arrives with the issue that
+    builds its use case; until then it is listed but not scheduled."""
+    return (
+        Job(
+            DAILY_MAINTENANCE,
+            "0 2 * * *",
+            None,
+            "reputation decay and gain, levels, activity metrics",
+            run_key=utc_date_key,
+        ),
+        Job(BADGE_EVALUATION, "0 * * * *", None, "rule-based badge awards"),
+        Job(CONVERSION_WINDOWS, "*/15 * * * *", None, "conversion window transitions"),
+        Job(WORM_MAINTENANCE, "*/5 * * * *", None, "chain verification, checkpoints"),
+    )
+
+
+def build_services(deps: Deps) -> Services:
+    settings = deps.settings
+    batching = {
+        "batch_max_size": settings.batch_max_size,
+        "batch_max_inflight": settings.batch_max_inflight,
+    }
+    services = Services(
+        deps=deps,
+        profile=ProfileService(deps.database, deps.params, **batching),
+        wallet=WalletService(deps.database, deps.params, deps.page_tokens, **batching),
+    )
+    services.on_stop += [services.profile.reads.drain, services.wallet.rewards.drain]
+    services.scheduler = Scheduler(deps.database, services, jobs())
+    return services

@@ -1,0 +1,235 @@
+"""Conversion rules: granted bp, lock amounts, quarter windows (SPEC "Conversion to equity")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.conversion.domain import (
+    ConversionPlan,
+    WindowStatus,
+    buz_to_lock,
+    granted_bp,
+    min_buz_for_one_bp,
+    plan_conversion,
+    quarter_bounds,
+    quarter_start,
+    rate_changeable,
+    validate_window,
+    window_status_at,
+)
+from server.core.errors import InvalidArgument, Reason
+
+# --- amounts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("buz", "rate", "bp"),
+    [
+        (0, 100, 0),
+        (99, 100, 0),
+        (100, 100, 1),
+        (150, 100, 1),  # floor
+        (10_000, 100, 100),
+        (3333, 3, 0),  # 0.9999
+        (3334, 3, 1),
+        (5000, 7, 3),  # 3.5 → 3
+        (1, 10_000, 1),
+        (12_345, 10_000, 12_345),
+    ],
+)
+def test_granted_bp_floors(buz: int, rate: int, bp: int) -> None:
+    assert granted_bp(buz, rate) == bp
+
+
+@pytest.mark.parametrize(
+    ("bp", "rate", "buz"),
+    [
+        (0, 100, 0),
+        (1, 100, 100),
+        (1, 3, 3334),  # ceil(3333.33)
+        (3, 3, 10_000),
+        (3, 7, 4286),  # ceil(4285.71)
+        (7, 7, 10_000),
+        (5, 10_000, 5),
+        (1, 1, 10_000),
+    ],
+)
+def test_buz_to_lock_ceils(bp: int, rate: int, buz: int) -> None:
+    assert buz_to_lock(bp, rate) == buz
+
+
+@pytest.mark.parametrize(("rate", "minimum"), [(1, 10_000), (3, 3334), (100, 100), (10_000, 1)])
+def test_min_buz_for_one_bp(rate: int, minimum: int) -> None:
+    assert min_buz_for_one_bp(rate) == minimum
+    assert granted_bp(minimum, rate) == 1
+    assert granted_bp(minimum - 1, rate) == 0
+
+
+@pytest.mark.parametrize("rate", [0, -1, 10_001])
+def test_rate_out_of_range(rate: int) -> None:
+    with pytest.raises(ValueError, match="equity rate"):
+        granted_bp(100, rate)
+    with pytest.raises(ValueError, match="equity rate"):
+        buz_to_lock(1, rate)
+
+
+def test_plan_conversion_locks_only_what_is_needed() -> None:
+    assert plan_conversion(5000, 7) == ConversionPlan(granted_bp=3, buz_locked=4286)
+    assert plan_conversion(10_000, 100) == ConversionPlan(granted_bp=100, buz_locked=10_000)
+
+
+@pytest.mark.parametrize("buz", [0, -5, 99])
+def test_plan_conversion_below_minimum_states_it(buz: int) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        plan_conversion(buz, 100)
+    assert caught.value.effective_reason is Reason.BELOW_MINIMUM
+    assert caught.value.violations[0].field == "buz"
+    if buz > 0:
+        assert caught.value.metadata == {"min_buz": "100"}
+        assert "minimum is 100 BUZ" in caught.value.message
+
+
+rates = st.integers(1, 10_000)
+
+
+@given(st.integers(0, 10**9), rates)
+def test_locking_grants_exactly_bp_again(bp: int, rate: int) -> None:
+    assert granted_bp(buz_to_lock(bp, rate), rate) == bp
+
+
+@given(st.integers(0, 10**12), rates)
+def test_lock_never_exceeds_request(n: int, rate: int) -> None:
+    bp = granted_bp(n, rate)
+    locked = buz_to_lock(bp, rate)
+    assert locked <= n
+    # and it is the least amount that grants bp
+    if locked > 0:
+        assert granted_bp(locked - 1, rate) == bp - 1
+
+
+# --- quarters -----------------------------------------------------------------------------
+
+
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("now", "opens", "closes"),
+    [
+        (_utc(2026, 11, 15), _utc(2027, 1, 1), _utc(2027, 4, 1)),
+        (
+            datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+            _utc(2027, 1, 1),
+            _utc(2027, 4, 1),
+        ),
+        (_utc(2027, 1, 1), _utc(2027, 4, 1), _utc(2027, 7, 1)),  # a quarter's first instant
+        (_utc(2026, 2, 10), _utc(2026, 4, 1), _utc(2026, 7, 1)),
+        (_utc(2026, 5, 31), _utc(2026, 7, 1), _utc(2026, 10, 1)),
+        (_utc(2026, 9, 30, 23, 59), _utc(2026, 10, 1), _utc(2027, 1, 1)),  # closes at year end
+        (_utc(2026, 10, 1), _utc(2027, 1, 1), _utc(2027, 4, 1)),
+        # 2027-01-01T01:00+02:00 is 2026-12-31T23:00Z: still Q4 in UTC
+        (
+            datetime(2027, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=2))),
+            _utc(2027, 1, 1),
+            _utc(2027, 4, 1),
+        ),
+    ],
+)
+def test_quarter_bounds(now: datetime, opens: datetime, closes: datetime) -> None:
+    assert quarter_bounds(now) == (opens, closes)
+
+
+def test_quarter_bounds_requires_aware_time() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        quarter_bounds(datetime(2026, 1, 1))
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 1), max_value=datetime(9998, 9, 1), timezones=st.just(UTC)
+    )
+)
+def test_quarter_bounds_properties(now: datetime) -> None:
+    opens, closes = quarter_bounds(now)
+    assert now < opens < closes
+    assert opens.tzinfo is UTC
+    assert quarter_start(opens) == opens
+    assert quarter_start(closes) == closes
+    assert opens.month in (1, 4, 7, 10)
+    assert opens.day == 1
+    assert timedelta(days=90) <= closes - opens <= timedelta(days=92)
+    assert opens - quarter_start(now) <= timedelta(days=92)
+    # the window after this one starts exactly when this one closes (no gap, no overlap)
+    assert quarter_bounds(opens)[0] == closes
+
+
+# --- window status ------------------------------------------------------------------------
+
+OPENS = _utc(2026, 4, 1)
+CLOSES = _utc(2026, 7, 1)
+TICK = timedelta(microseconds=1)
+SCH, OPN, CLS, FIN = (
+    WindowStatus.SCHEDULED,
+    WindowStatus.OPEN,
+    WindowStatus.CLOSED,
+    WindowStatus.FINALIZED,
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "now", "expected"),
+    [
+        (SCH, OPENS - TICK, SCH),
+        (SCH, OPENS, OPN),  # opens at opens_at
+        (SCH, CLOSES - TICK, OPN),
+        (SCH, CLOSES, CLS),  # missed the whole window: straight to CLOSED
+        (OPN, OPENS, OPN),
+        (OPN, CLOSES - TICK, OPN),
+        (OPN, CLOSES, CLS),  # closes at closes_at
+        (OPN, OPENS - TICK, OPN),  # time never moves a window backwards
+        (CLS, CLOSES + timedelta(days=30), CLS),  # finalize is the board's, not time's
+        (CLS, OPENS, CLS),
+        (FIN, CLOSES + timedelta(days=30), FIN),
+        (FIN, OPENS - TICK, FIN),
+    ],
+)
+def test_window_status_at(status: WindowStatus, now: datetime, expected: WindowStatus) -> None:
+    assert window_status_at(status, OPENS, CLOSES, now) == expected
+
+
+_ORDER = {SCH: 0, OPN: 1, CLS: 2, FIN: 3}
+
+
+@given(
+    st.sampled_from(list(WindowStatus)),
+    st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)
+    ),
+)
+def test_window_status_only_moves_forward_and_is_idempotent(
+    status: WindowStatus, now: datetime
+) -> None:
+    moved = window_status_at(status, OPENS, CLOSES, now)
+    assert _ORDER[moved] >= _ORDER[status]
+    assert moved != FIN or status == FIN
+    assert window_status_at(moved, OPENS, CLOSES, now) == moved
+
+
+def test_rate_changeable_until_open() -> None:
+    assert rate_changeable(SCH, OPENS, OPENS - TICK)
+    assert not rate_changeable(SCH, OPENS, OPENS)
+    assert not rate_changeable(OPN, OPENS, OPENS - TICK)
+    assert not rate_changeable(CLS, OPENS, OPENS - TICK)
+
+
+def test_validate_window() -> None:
+    validate_window(OPENS, CLOSES)
+    with pytest.raises(InvalidArgument):
+        validate_window(CLOSES, OPENS)
+    with pytest.raises(InvalidArgument):
+        validate_window(OPENS, OPENS)
