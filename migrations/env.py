@@ -13,8 +13,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from server.db.models import metadata
 from server.db.session import normalize_url
+from server.models import metadata
 
 config = context.config
 target_metadata = metadata

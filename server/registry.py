@@ -1,14 +1,14 @@
-"""Which servicers the server hosts.
+"""Which servicers the server hosts: each package's servicer wraps its service, built once
+in server/services.py, and nothing else.
 
-Each service package exposes, in the module listed in SERVICE_MODULES,
+Each service package's servicer module exposes
 
-    def register(server: grpc.aio.Server, services: Services) -> Sequence[str]
+    def register(server: grpc.aio.Server, service: XService) -> Sequence[str]
 
-that wraps its service (built once in server/services.py) in its servicer
-(`add_XServicer_to_server(XServicer(services.x), server)`) and returns the full proto names
-of the services it registered. Every service generated under
-`smartstart.<svc>.v1` that no module registered gets its generated base servicer, which answers
-UNIMPLEMENTED, so the whole contract is always served, reflected, health-checked and policed.
+(`add_XServicer_to_server(XServicer(service), server)`), returning the full proto names it
+registered; `servicers` below lists them. Every service generated under `smartstart.<svc>.v1`
+that no servicer registered gets its generated base servicer, which answers UNIMPLEMENTED, so
+the whole contract is always served, reflected, health-checked and policed.
 """
 
 from __future__ import annotations
@@ -22,12 +22,19 @@ from typing import Any
 
 import grpc.aio
 
+from server.profile import servicer as profile_servicer
 from server.services import Services
-
-# Add "server.<svc>.servicer" here when a service gets a real servicer.
-SERVICE_MODULES: tuple[str, ...] = ("server.profile.servicer", "server.wallet.servicer")
+from server.wallet import servicer as wallet_servicer
 
 Registrar = Callable[[grpc.aio.Server, Services], Sequence[str]]
+
+
+def servicers(server: grpc.aio.Server, services: Services) -> list[str]:
+    """Register every package's servicer over its service (add one line per new service)."""
+    return [
+        *profile_servicer.register(server, services.profile),
+        *wallet_servicer.register(server, services.wallet),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +75,6 @@ def generated_services() -> list[GeneratedService]:
     return found
 
 
-def registrars(modules: Sequence[str] = SERVICE_MODULES) -> list[Registrar]:
-    return [importlib.import_module(m).register for m in modules]
-
-
 def register_all(
     server: grpc.aio.Server, services: Services, extra: Sequence[Registrar] = ()
 ) -> list[str]:
@@ -80,8 +83,8 @@ def register_all(
     `extra` registrars run last; grpc keeps the last handlers registered for a method, so a
     test can replace a real servicer with a probe.
     """
-    served: list[str] = []
-    for register in [*registrars(), *extra]:
+    served = servicers(server, services)
+    for register in extra:
         served.extend(register(server, services))
     for svc in generated_services():
         if svc.full_name not in served:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from server.config import Settings
 from server.core.pagination import PageTokens
-from server.core.params import Parameters
+from server.core.params_cache import Parameters
 from server.db.session import Database
 from server.jobs.registry import Job, utc_date_key
 from server.jobs.scheduler import Scheduler

@@ -1,4 +1,4 @@
-"""Conversion rules (SPEC "Conversion to equity"): pure functions only.
+"""Conversion rules (docs/product-rules.md "Conversion to equity"): pure functions only.
 
 Equity is integer basis points (bp); a window's `equity_rate_bps` is bp of venture equity per
 10,000 BUZ. Granting floors (the user never gets more equity than paid for) and locking
@@ -33,7 +33,7 @@ def _check_rate(rate_bps: int) -> None:
 
 
 def granted_bp(buz: int, rate_bps: int) -> int:
-    """SPEC: "Granted bp = floor(N × rate / 10,000)"."""
+    """Granted bp = floor(N × rate / 10,000)."""
     _check_rate(rate_bps)
     if buz < 0:
         raise ValueError("buz must be >= 0")
@@ -41,7 +41,7 @@ def granted_bp(buz: int, rate_bps: int) -> int:
 
 
 def buz_to_lock(bp: int, rate_bps: int) -> int:
-    """SPEC: "only the BUZ needed for the granted bp, ceil(bp × 10,000 / rate), is locked".
+    """Only the BUZ needed for the granted bp, ceil(bp × 10,000 / rate), is locked.
 
     Properties (rate in 1..10,000): granted_bp(buz_to_lock(bp)) == bp, and for any N,
     buz_to_lock(granted_bp(N)) ≤ N, so the lock never exceeds what the user asked for.
@@ -66,7 +66,7 @@ class ConversionPlan:
 def plan_conversion(requested_buz: int, rate_bps: int) -> ConversionPlan:
     """What a request for N BUZ grants and locks; 0 bp is an error stating the minimum.
 
-    SPEC: "0 bp is INVALID_ARGUMENT stating the minimum" → InvalidArgument with reason
+    0 bp is INVALID_ARGUMENT stating the minimum → InvalidArgument with reason
     BELOW_MINIMUM and metadata min_buz (a BadRequest field violation on `buz`).
     """
     if requested_buz <= 0:
@@ -126,7 +126,7 @@ def next_quarter_start(now: datetime) -> datetime:
 def quarter_bounds(now: datetime) -> tuple[datetime, datetime]:
     """(opens_at, closes_at) of the window for the next calendar quarter, half-open.
 
-    SPEC: "a SCHEDULED window for the next calendar quarter (opens at its first instant
+    The job keeps "a SCHEDULED window for the next calendar quarter (opens at its first instant
     UTC, closes at its last)". opens_at is the first instant of the quarter after the one
     containing `now`; closes_at is the first instant of the quarter after that, i.e. the
     end of the quarter's last instant (window OPEN on [opens_at, closes_at)). At exactly a
@@ -147,7 +147,7 @@ def window_status_at(
     status: WindowStatus, opens_at: datetime, closes_at: datetime, now: datetime
 ) -> WindowStatus:
     """The status time moves a window to: SCHEDULED → OPEN at opens_at, OPEN → CLOSED at
-    closes_at (SPEC: "moved by time (the 15-minute job) and by the board (finalize)").
+    closes_at ("moved by time (the 15-minute job) and by the board (finalize)").
 
     Both boundaries are inclusive of the transition instant (OPEN on [opens_at, closes_at)).
     A SCHEDULED window whose whole interval has passed (the job did not run) goes straight
@@ -165,6 +165,6 @@ def window_status_at(
 
 
 def rate_changeable(status: WindowStatus, opens_at: datetime, now: datetime) -> bool:
-    """SPEC: "the board may change a window's rate until it opens": SCHEDULED and before
+    """The board may change a window's rate until it opens: SCHEDULED and before
     opens_at (a SCHEDULED window the job has not opened yet is already open by time)."""
     return status == WindowStatus.SCHEDULED and _utc(now, "now") < _utc(opens_at, "opens_at")

@@ -5,29 +5,20 @@ JSON values into typed, checked parameter objects (one per rule family); every r
 object it needs, so no rule carries its own copy of a default. A value that does not decode
 (a wrong type, a bound out of range) is a ValueError naming its key.
 
-`Parameters` caches the decoded parameters per process. Reads are served from memory and
-refreshed at most every `ttl_s` seconds (one query for all rows), so a change made through
-OpsService.UpdateSetting reaches every replica within `ttl_s`; the replica that made it
-invalidates its cache at once.
+Pure (no I/O): server/core/params_cache.py loads and caches them per process.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import text
-
 from server.core.settings_defaults import SETTINGS_DEFAULTS
-from server.db.session import Database
 
-DEFAULT_TTL_S = 30.0
 MILLI = 1000
 # The storage bound of reputation (profiles.rep_milli CHECK): a ceiling setting may lower it.
 REP_MAX = 10_000
@@ -262,31 +253,3 @@ class BusinessParams:
 
 
 DEFAULTS = BusinessParams.decode({})
-
-
-class Parameters:
-    """The current BusinessParams of one process, cached for ttl_s."""
-
-    def __init__(self, database: Database, ttl_s: float = DEFAULT_TTL_S) -> None:
-        self._database = database
-        self._ttl_s = ttl_s
-        self._current = DEFAULTS
-        self._loaded_at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    def invalidate(self) -> None:
-        self._loaded_at = float("-inf")
-
-    async def current(self) -> BusinessParams:
-        """All parameters, fresh within ttl_s. Take one per use case to keep it consistent."""
-        if time.monotonic() - self._loaded_at > self._ttl_s:
-            async with self._lock:
-                if time.monotonic() - self._loaded_at > self._ttl_s:
-                    await self._load()
-        return self._current
-
-    async def _load(self) -> None:
-        async with self._database.transaction() as session:
-            rows = (await session.execute(text("SELECT key, value FROM system_settings"))).all()
-        self._current = BusinessParams.decode({str(row.key): row.value for row in rows})
-        self._loaded_at = time.monotonic()

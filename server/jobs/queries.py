@@ -11,8 +11,8 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.session import Database
+from server.jobs.models import JobRun
 from server.jobs.registry import Counts, Outcome, Trigger
-from server.ops.models import JobRun
 
 
 async def try_lock(conn: AsyncConnection, key: int) -> bool:

@@ -21,7 +21,7 @@ from server.core.access import Denial, caller_id, require_owner_or, user_ref, vi
 from server.core.batching import Batcher
 from server.core.context import RequestContext, Role
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied
-from server.core.params import Parameters
+from server.core.params_cache import Parameters
 from server.core.validation import not_future, request_key, required_time
 from server.db.session import Database
 from server.profile import queries

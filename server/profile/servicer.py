@@ -4,7 +4,6 @@ the answer back. No SQL, no rules, nothing built here."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import grpc.aio
 from smartstart.profile.v1 import profile_service_pb2 as pb
@@ -15,9 +14,6 @@ from server.core.proto import ServicerContext, from_timestamp
 from server.interceptors import current_context
 from server.profile import mappers
 from server.profile.service import ProfileService
-
-if TYPE_CHECKING:
-    from server.services import Services
 
 
 class ProfileServicer(pb_grpc.ProfileServiceServicer):
@@ -100,9 +96,9 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
         return mappers.profile_pb(view)
 
 
-def register(server: grpc.aio.Server, services: Services) -> Sequence[str]:
+def register(server: grpc.aio.Server, service: ProfileService) -> Sequence[str]:
     # The generated base class answers UNIMPLEMENTED for RPCs of later issues; the stubs
     # declare them abstract, hence the ignore (it goes when the last RPC is implemented).
-    servicer = ProfileServicer(services.profile)  # type: ignore[abstract]
+    servicer = ProfileServicer(service)  # type: ignore[abstract]
     pb_grpc.add_ProfileServiceServicer_to_server(servicer, server)
     return [pb.DESCRIPTOR.services_by_name["ProfileService"].full_name]

@@ -37,7 +37,7 @@ from server.core.batching import Batcher
 from server.core.context import RequestContext, Role
 from server.core.errors import InvalidArgument, NotFound
 from server.core.pagination import PageTokens, page_size
-from server.core.params import Parameters
+from server.core.params_cache import Parameters
 from server.core.validation import parse_uuid, request_key, text
 from server.db.session import Database
 from server.wallet import ledger, queries

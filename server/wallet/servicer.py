@@ -4,7 +4,6 @@ the answer back. No SQL, no rules, nothing built here."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import grpc.aio
 from smartstart.wallet.v1 import wallet_service_pb2 as pb
@@ -15,9 +14,6 @@ from server.core.proto import ServicerContext
 from server.interceptors import current_context
 from server.wallet import mappers
 from server.wallet.service import WalletService
-
-if TYPE_CHECKING:
-    from server.services import Services
 
 
 class WalletServicer(pb_grpc.WalletServiceServicer):
@@ -81,6 +77,6 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         return mappers.reward_pb(view)
 
 
-def register(server: grpc.aio.Server, services: Services) -> Sequence[str]:
-    pb_grpc.add_WalletServiceServicer_to_server(WalletServicer(services.wallet), server)
+def register(server: grpc.aio.Server, service: WalletService) -> Sequence[str]:
+    pb_grpc.add_WalletServiceServicer_to_server(WalletServicer(service), server)
     return [pb.DESCRIPTOR.services_by_name["WalletService"].full_name]

@@ -1,4 +1,4 @@
-"""Conversion rules: granted bp, lock amounts, quarter windows (SPEC "Conversion to equity")."""
+"""Conversion rules: granted bp, lock amounts, quarter windows (docs/product-rules.md)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from sqlalchemy.pool import NullPool
 
 from server.core.settings_defaults import SETTINGS_DEFAULTS
 from server.db import migrate
-from server.db.models import metadata
 from server.db.session import Database
+from server.models import metadata
 from server.profile.seeds import SEED_BADGES
 from tests.fixtures_db import create_database, drop_database, unique_name
 

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from server.core.errors import Unimplemented
 from server.db.session import Database
 from server.jobs import Job, JobContext, Outcome, Trigger
+from server.jobs.models import JobRun
 from server.jobs.registry import Counts
 from server.jobs.scheduler import Scheduler, next_fire
-from server.ops.models import JobRun
 from server.services import jobs
 
 # Job bodies get the services from the scheduler; these tests' bodies need none.

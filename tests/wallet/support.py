@@ -4,6 +4,7 @@ superuser tampering."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -12,9 +13,10 @@ from sqlalchemy import text
 
 from server.core.context import Principal, RequestContext, Role
 from server.core.pagination import PageTokens
-from server.core.params import Parameters
+from server.core.params_cache import Parameters
 from server.db.session import Database
 from server.wallet import ledger
+from server.wallet.domain import RewardView, TaskAccepted
 from server.wallet.entries import EntryType, RefKind
 from server.wallet.service import WalletService
 
@@ -31,6 +33,39 @@ ADMIN = RequestContext(
     request_id="test-admin",
     principal=Principal("00000000-0000-0000-0000-00000000a0a0", frozenset({Role.ADMIN})),
 )
+
+
+NOW = datetime.now(UTC)
+
+
+class World:
+    """A venture, two reviewers (rep 100 → cred 1.0; rep 121 → cred 1.1) and the service."""
+
+    def __init__(self, db: Database, service: WalletService, venture: uuid.UUID) -> None:
+        self.db = db
+        self.service = service
+        self.venture = venture
+        self.rev100: uuid.UUID
+        self.rev121: uuid.UUID
+
+    def event(self, user: uuid.UUID, **overrides: Any) -> TaskAccepted:
+        base = TaskAccepted(
+            task_id=f"task-{uuid.uuid4()}",
+            user_id=str(user),
+            tier="A",
+            quality=3,
+            reviewer_ids=[str(self.rev100)],
+            venture_id=str(self.venture),
+            accepted_at=NOW - timedelta(minutes=1),
+        )
+        return replace(base, **overrides)
+
+    async def record(self, user: uuid.UUID, **overrides: Any) -> RewardView:
+        return await self.service.record_task_accepted(SYSTEM, self.event(user, **overrides))
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        async with self.db.transaction() as s:
+            return (await s.execute(text(sql), params)).scalar()
 
 
 def wallet_service(db: Database, **batching: int) -> WalletService:

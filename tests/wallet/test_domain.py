@@ -1,4 +1,4 @@
-"""Task reward rules: points, reviewerCred, gates, daily cap (SPEC "BUZ economy")."""
+"""Task reward rules: points, reviewerCred, gates, daily cap (docs/product-rules.md)."""
 
 from __future__ import annotations
 

@@ -32,10 +32,16 @@ from server.wallet.domain import RewardView, TaskAccepted
 from server.wallet.reward_batch import TaskIdTaken
 from server.wallet.service import WalletService
 from server.wallet.verify import verify_rows
-from tests.audit.test_append import assert_chains_verify, heads_of
-from tests.audit.test_append import events as audit_rows
-from tests.wallet.support import SYSTEM, make_user, make_venture, wallet_row, wallet_service
-from tests.wallet.test_rewards import World
+from tests.audit.support import assert_chains_verify, heads_of
+from tests.audit.support import events as audit_rows
+from tests.wallet.support import (
+    SYSTEM,
+    World,
+    make_user,
+    make_venture,
+    wallet_row,
+    wallet_service,
+)
 
 THRESHOLDS = DEFAULTS.levels.thresholds
 TIMEOUT_S = 60.0

@@ -15,46 +15,21 @@ from sqlalchemy.exc import DataError
 
 from server.audit.domain import chain_for
 from server.core.errors import IdempotencyConflict, InvalidArgument, NotFound
-from server.core.params import Parameters
+from server.core.params_cache import Parameters
 from server.db.driver import Driver
 from server.db.session import Database, sqlstate_of
 from server.wallet import queries, reward_batch, reward_fold
-from server.wallet.domain import RewardView, TaskAccepted, validate_task_accepted
-from server.wallet.service import WalletService
+from server.wallet.domain import RewardView, validate_task_accepted
 from server.wallet.verify import verify_rows
-from tests.wallet.support import SYSTEM, make_user, make_venture, wallet_row, wallet_service
-
-NOW = datetime.now(UTC)
-
-
-class World:
-    """A venture, two reviewers (rep 100 → cred 1.0; rep 121 → cred 1.1) and the service."""
-
-    def __init__(self, db: Database, service: WalletService, venture: uuid.UUID) -> None:
-        self.db = db
-        self.service = service
-        self.venture = venture
-        self.rev100: uuid.UUID
-        self.rev121: uuid.UUID
-
-    def event(self, user: uuid.UUID, **overrides: Any) -> TaskAccepted:
-        base = TaskAccepted(
-            task_id=f"task-{uuid.uuid4()}",
-            user_id=str(user),
-            tier="A",
-            quality=3,
-            reviewer_ids=[str(self.rev100)],
-            venture_id=str(self.venture),
-            accepted_at=NOW - timedelta(minutes=1),
-        )
-        return replace(base, **overrides)
-
-    async def record(self, user: uuid.UUID, **overrides: Any) -> RewardView:
-        return await self.service.record_task_accepted(SYSTEM, self.event(user, **overrides))
-
-    async def scalar(self, sql: str, **params: Any) -> Any:
-        async with self.db.transaction() as s:
-            return (await s.execute(text(sql), params)).scalar()
+from tests.wallet.support import (
+    NOW,
+    SYSTEM,
+    World,
+    make_user,
+    make_venture,
+    wallet_row,
+    wallet_service,
+)
 
 
 async def _world(db: Database) -> World:

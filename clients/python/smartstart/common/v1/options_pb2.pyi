@@ -37,7 +37,7 @@ class _AccessLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessLev
     """A valid token carrying at least one of `AccessPolicy.roles`."""
 
 class AccessLevel(_AccessLevel, metaclass=_AccessLevelEnumTypeWrapper):
-    """Access levels, from the SPEC's access table."""
+    """Access levels: public, authenticated, or one of a list of roles."""
 
 ACCESS_LEVEL_UNSPECIFIED: AccessLevel.ValueType  # 0
 """Never valid on an RPC; the server treats it as "deny"."""

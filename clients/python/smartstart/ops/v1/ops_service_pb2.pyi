@@ -455,8 +455,8 @@ Global___ListJobRunsResponse: _TypeAlias = ListJobRunsResponse  # noqa: Y015
 
 @_typing.final
 class Setting(_message.Message):
-    """A business parameter (SPEC numbers such as the BUZ daily cap 2000, the endorsement limit
-    5 per day, the KYC/reputation gates, upload limits).
+    """A business parameter (numbers such as the BUZ daily cap 2000, the endorsement limit 5 per
+    day, the KYC/reputation gates, upload limits; docs/product-rules.md lists them all).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -487,7 +487,7 @@ class Setting(_message.Message):
 
     @_builtins.property
     def default_value(self) -> _struct_pb2.Value:
-        """The SPEC default (set `value` to it to reset). Output only."""
+        """The default (set `value` to it to reset). Output only."""
 
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp:

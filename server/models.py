@@ -7,6 +7,7 @@ from server.conversion import models as conversion_models
 from server.core import models as core_models
 from server.db.base import Base
 from server.document import models as document_models
+from server.jobs import models as jobs_models
 from server.ops import models as ops_models
 from server.profile import models as profile_models
 from server.wallet import models as wallet_models
@@ -19,6 +20,7 @@ __all__ = [
     "conversion_models",
     "core_models",
     "document_models",
+    "jobs_models",
     "metadata",
     "ops_models",
     "profile_models",
