@@ -213,7 +213,7 @@ class ProfileService:
 
     async def get_profile(self, ctx: RequestContext, user_id: str) -> ProfileView:
         target = user_ref(ctx, user_id)
-        view, public = await self._view(target, await self.reads.submit(target))
+        view, public = await self._view(await self.reads.submit(target))
         if not visible(ctx, target, public=public, roles=(Role.ADMIN,)):
             raise NotFound("profile not found")  # private: no hint that it exists
         return view
@@ -242,7 +242,7 @@ class ProfileService:
                     details={"fields": sorted(values)},
                 ),
             )
-            view, _ = await self._view(target, await queries.profile_row(session, target))
+            view, _ = await self._view(await queries.profile_row(session, target))
             return view
 
         return await self._db.run(tx)
@@ -252,9 +252,7 @@ class ProfileService:
         by_id = {row["user_id"]: row for row in rows}
         return [by_id.get(user_id) for user_id in user_ids]
 
-    async def _view(
-        self, user_id: uuid.UUID, row: Mapping[Any, Any] | None
-    ) -> tuple[ProfileView, bool]:
+    async def _view(self, row: Mapping[Any, Any] | None) -> tuple[ProfileView, bool]:
         """The profile of a row (an asyncpg Record or a SQLAlchemy RowMapping) and whether
         it is public."""
         if row is None:

@@ -35,6 +35,7 @@ ref CONVERSION "conv-1", note "conversion request", other fields as above) hashe
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -149,26 +150,6 @@ def entry_fields(
     }
 
 
-@dataclass(frozen=True, slots=True)
-class EntryView:
-    id: int
-    wallet_id: uuid.UUID
-    user_id: uuid.UUID
-    seq: int
-    type: str
-    amount: int
-    balance_after: int
-    pending_after: int
-    ref_kind: str | None
-    ref_id: str | None
-    note: str | None
-    actor_id: str | None
-    request_id: str | None
-    created_at: datetime
-    prev_hash: str
-    hash: str
-
-
 @dataclass(slots=True)
 class WalletState:
     """A wallet row locked FOR UPDATE in the current transaction; `post` keeps it current."""
@@ -202,24 +183,17 @@ class NewEntry:
     hash: str
 
     def view(self, entry_id: int) -> EntryView:
-        return EntryView(
-            id=entry_id,
-            wallet_id=self.wallet_id,
-            user_id=self.user_id,
-            seq=self.seq,
-            type=self.type,
-            amount=self.amount,
-            balance_after=self.balance_after,
-            pending_after=self.pending_after,
-            ref_kind=self.ref_kind,
-            ref_id=self.ref_id,
-            note=self.note,
-            actor_id=self.actor_id,
-            request_id=self.request_id,
-            created_at=self.created_at,
-            prev_hash=self.prev_hash,
-            hash=self.hash,
-        )
+        return EntryView(id=entry_id, **{name: getattr(self, name) for name in _NEW_ENTRY_FIELDS})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryView(NewEntry):
+    """A ledger entry as stored: the entry and its id."""
+
+    id: int
+
+
+_NEW_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(NewEntry))
 
 
 def prepare_entry(
@@ -278,15 +252,3 @@ def advance(state: WalletState, entry: NewEntry) -> None:
     """Move the in-memory locked wallet past `entry` once it is written."""
     state.buz_balance, state.pending_lock = entry.balance_after, entry.pending_after
     state.head_seq, state.head_hash = entry.seq, entry.hash
-
-
-def wallet_state(row: Any) -> WalletState:
-    """The WalletState of a wallet row locked in this transaction (id, user_id, balances, head)."""
-    return WalletState(
-        wallet_id=row.id,
-        user_id=row.user_id,
-        buz_balance=int(row.buz_balance),
-        pending_lock=int(row.pending_lock),
-        head_seq=int(row.head_seq),
-        head_hash=str(row.head_hash),
-    )

@@ -89,11 +89,12 @@ async def test_reward_wallet_ledger_and_verify_over_grpc(
     assert not reward.withheld and not reward.replay
     assert reward.ledger_entry.type == pb.LEDGER_ENTRY_TYPE_ISSUE
     assert reward.ledger_entry.reference.kind == pb.LEDGER_REFERENCE_KIND_TASK
-    today = datetime.now(UTC).date()
+    # The cap day is the UTC day of acceptance (not of the call: they differ around midnight).
+    day = request.accepted_at.ToDatetime().date()
     assert (reward.cap_day.year, reward.cap_day.month, reward.cap_day.day) == (
-        today.year,
-        today.month,
-        today.day,
+        day.year,
+        day.month,
+        day.day,
     )
     replay = await stub.RecordTaskAccepted(request, metadata=system_md)
     assert replay.replay and replay.ledger_entry == reward.ledger_entry
