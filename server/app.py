@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 from server.config import Settings
+from server.core.clock import Clock, system_clock
 from server.db import migrate
 from server.db.embedded import start_embedded
 from server.db.session import Database
@@ -107,10 +108,12 @@ async def start_server(
     settings: Settings,
     database: Database,
     *,
+    clock: Clock = system_clock,
     extra_registrars: Sequence[Registrar] = (),
 ) -> RunningServer:
-    """Start serving on settings.grpc_addr (port 0 picks a free port); jobs if enabled."""
-    services = build_services(Deps(settings=settings, database=database))
+    """Start serving on settings.grpc_addr (port 0 picks a free port); jobs if enabled.
+    `clock` is the server's "now" (tests move it)."""
+    services = build_services(Deps(settings=settings, database=database, clock=clock))
 
     verifier = TokenVerifier.from_settings(settings)
     if not verifier.configured:

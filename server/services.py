@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from server.config import Settings
+from server.core.clock import Clock, system_clock
 from server.core.pagination import PageTokens
 from server.core.params_cache import Parameters
 from server.db.session import Database
@@ -31,6 +32,7 @@ class Deps:
 
     settings: Settings
     database: Database
+    clock: Clock = system_clock
     params: Parameters = field(init=False)
     page_tokens: PageTokens = field(init=False)
 
@@ -74,9 +76,11 @@ def build_services(deps: Deps) -> Services:
     }
     services = Services(
         deps=deps,
-        profile=ProfileService(deps.database, deps.params, **batching),
-        wallet=WalletService(deps.database, deps.params, deps.page_tokens, **batching),
+        profile=ProfileService(deps.database, deps.params, clock=deps.clock, **batching),
+        wallet=WalletService(
+            deps.database, deps.params, deps.page_tokens, clock=deps.clock, **batching
+        ),
     )
     services.on_stop += [services.profile.reads.drain, services.wallet.rewards.drain]
-    services.scheduler = Scheduler(deps.database, services, jobs())
+    services.scheduler = Scheduler(deps.database, services, jobs(), clock=deps.clock)
     return services

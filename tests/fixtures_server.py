@@ -24,6 +24,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from server.app import RunningServer, start_server
 from server.config import Settings
+from server.core.clock import Clock, system_clock
 from server.db.session import Database
 from server.interceptors.tokens import mint_token as _mint
 from server.registry import Registrar
@@ -102,15 +103,20 @@ def mint_token(jwt_private_key: ec.EllipticCurvePrivateKey) -> MintToken:
 
 @pytest.fixture
 async def server_factory(settings: Settings) -> AsyncIterator[ServerFactory]:
-    """`await server_factory(extra_registrars=[...], **settings_overrides)`; stopped after."""
+    """`await server_factory(extra_registrars=[...], clock=..., **settings_overrides)`;
+    stopped after. `clock` is the server's "now" (default: the system clock)."""
     started: list[tuple[RunningServer, Database]] = []
 
-    async def start(extra_registrars: Sequence[Registrar] = (), **overrides: Any) -> RunningServer:
+    async def start(
+        extra_registrars: Sequence[Registrar] = (),
+        clock: Clock = system_clock,
+        **overrides: Any,
+    ) -> RunningServer:
         s = dataclasses.replace(settings, **overrides)
         database = Database.from_url(
             s.database_url, pool_size=s.db_pool_size, max_overflow=s.db_max_overflow
         )
-        running = await start_server(s, database, extra_registrars=extra_registrars)
+        running = await start_server(s, database, clock=clock, extra_registrars=extra_registrars)
         started.append((running, database))
         return running
 

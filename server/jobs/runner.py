@@ -15,7 +15,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 import structlog
@@ -90,11 +90,11 @@ async def run_job(
     body: JobBody[S],
     trigger: Trigger,
     *,
+    now: datetime,
     triggered_by: str | None = None,
 ) -> RunResult:
-    """Run `body` (the job's) once if this replica gets the job's lock and its run key is
-    not done yet."""
-    now = datetime.now(UTC)
+    """Run `body` (the job's) once, as of `now`, if this replica gets the job's lock and its
+    run key is not done yet."""
     run_key = job.run_key(now) if job.run_key else None
     async with database.engine.connect() as lock_conn, lock_conn.begin():
         if not await queries.try_lock(lock_conn, lock_key(job.name)):

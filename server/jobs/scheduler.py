@@ -12,6 +12,7 @@ import aiocron
 import structlog
 from cronsim import CronSim
 
+from server.core.clock import Clock, system_clock
 from server.core.errors import NotFound, Unimplemented
 from server.db.session import Database
 from server.jobs import queries
@@ -57,9 +58,17 @@ class Scheduler(Generic[S]):
     body yet) but never run.
     """
 
-    def __init__(self, database: Database, services: S, jobs: Sequence[Job[S]]) -> None:
+    def __init__(
+        self,
+        database: Database,
+        services: S,
+        jobs: Sequence[Job[S]],
+        *,
+        clock: Clock = system_clock,
+    ) -> None:
         self._database = database
         self._services = services
+        self._clock = clock
         self._jobs = {job.name: job for job in jobs}
         self._crons: list[Any] = []
         self._tasks: set[asyncio.Task[RunResult | None]] = set()
@@ -130,14 +139,20 @@ class Scheduler(Generic[S]):
         if job.body is None:
             raise Unimplemented(f"job {name!r} has no body yet", metadata={"job": name})
         return await run_job(
-            self._database, self._services, job, job.body, trigger, triggered_by=triggered_by
+            self._database,
+            self._services,
+            job,
+            job.body,
+            trigger,
+            now=self._clock(),
+            triggered_by=triggered_by,
         )
 
     async def status(self) -> list[JobStatus]:
         """Per job: whether it has a body, whether the scheduler runs, the next planned run
         and the last recorded run."""
         last = await queries.last_runs(self._database, list(self._jobs))
-        now = datetime.now(UTC)
+        now = self._clock()
         result: list[JobStatus] = []
         for job in self._jobs.values():
             row = last.get(job.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,7 @@ from server.audit.append import AuditEvent, append
 from server.core import idempotency
 from server.core.access import Denial, caller_id, require_owner_or, user_ref, visible
 from server.core.batching import Batcher
+from server.core.clock import Clock, system_clock
 from server.core.context import RequestContext, Role
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied
 from server.core.params_cache import Parameters
@@ -48,11 +49,13 @@ class ProfileService:
         database: Database,
         params: Parameters,
         *,
+        clock: Clock = system_clock,
         batch_max_size: int = 64,
         batch_max_inflight: int = 1,
     ) -> None:
         self._db = database
         self._params = params
+        self._clock = clock
         # The public read path is hot: concurrent reads are coalesced (server/core/batching.py)
         # into one constant autocommit statement for all their ids. The statement of a read
         # starts after the read was asked for, so a caller sees every write committed before.
@@ -78,7 +81,7 @@ class ProfileService:
     ) -> UserView:
         request_key(request_id)
         reg = validate_registration(external_id, email, display_name)
-        now = datetime.now(UTC)
+        now = self._clock()
         joined = not_future(joined_at, "joined_at", now) if joined_at else now
         scope = idempotency.scope_for(f"{RPC}/RegisterUser", ctx.actor_id)
 
@@ -175,7 +178,7 @@ class ProfileService:
         request_key(request_id)
         target = user_ref(ctx, user_id)
         reported = not_future(
-            required_time(reported_at, "reported_at"), "reported_at", datetime.now(UTC)
+            required_time(reported_at, "reported_at"), "reported_at", self._clock()
         )
         scope = idempotency.scope_for(f"{RPC}/ReportDevicePosture", ctx.actor_id)
         max_age = (await self._params.current()).device.max_report_age
@@ -196,7 +199,7 @@ class ProfileService:
                     ),
                 )
                 await idempotency.complete(session, scope, request_id, {"user_id": str(target)})
-            now = datetime.now(UTC)
+            now = self._clock()
             return posture(target, *await queries.posture_facts(session, target, now), now, max_age)
 
         return await self._db.run(tx)
@@ -206,7 +209,7 @@ class ProfileService:
         max_age = (await self._params.current()).device.max_report_age
         async with self._db.transaction() as session:
             await queries.require_user(session, target)
-            now = datetime.now(UTC)
+            now = self._clock()
             return posture(target, *await queries.posture_facts(session, target, now), now, max_age)
 
     # --- profiles -------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -182,9 +182,10 @@ _RECORD = compose(
 
 
 async def record_batch(
-    session: AsyncSession, calls: Sequence[ValidCall], params: BusinessParams
+    session: AsyncSession, calls: Sequence[ValidCall], params: BusinessParams, now: datetime
 ) -> list[Outcome]:
-    """Apply `calls` in one transaction (the module docstring); one outcome per call."""
+    """Apply `calls` in one transaction (the module docstring) as of `now`; one outcome per
+    call."""
     conn = await session.connection()
     users = sorted({call.user_id for call in calls})
     # S1: lock the assignees' wallets and profiles (SQLAlchemy: its adapter issues BEGIN)
@@ -208,7 +209,7 @@ async def record_batch(
     )
     fold = Fold(
         params=params,
-        now=datetime.now(UTC),
+        now=now,
         assignees=assignees,
         wallets={row.user_id: queries.wallet_state(row) for row in locked},
         xp={row.user_id: int(row.xp) for row in locked},

@@ -26,7 +26,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +33,7 @@ from server.audit.append import AuditEvent, append
 from server.core import idempotency
 from server.core.access import Denial, caller_id, require_owner_or, user_ref
 from server.core.batching import Batcher
+from server.core.clock import Clock, system_clock
 from server.core.context import RequestContext, Role
 from server.core.errors import InvalidArgument, NotFound
 from server.core.pagination import PageTokens, page_size
@@ -69,12 +69,14 @@ class WalletService:
         params: Parameters,
         page_tokens: PageTokens,
         *,
+        clock: Clock = system_clock,
         batch_max_size: int = 64,
         batch_max_inflight: int = 1,
     ) -> None:
         self._db = database
         self._params = params
         self._tokens = page_tokens
+        self._clock = clock
         self.rewards: Batcher[ValidCall, RewardView] = Batcher(
             "record_task_accepted",
             self._record_batch,
@@ -189,7 +191,7 @@ class WalletService:
 
     async def record_task_accepted(self, ctx: RequestContext, event: TaskAccepted) -> RewardView:
         """Reward one accepted task exactly once (see the module docstring)."""
-        return await self.rewards.submit(validate_task_accepted(ctx, event, datetime.now(UTC)))
+        return await self.rewards.submit(validate_task_accepted(ctx, event, self._clock()))
 
     async def get_task_reward(self, ctx: RequestContext, task_id: str) -> RewardView:
         request_key(task_id, "task_id")
@@ -200,9 +202,9 @@ class WalletService:
         return found[1]
 
     async def _record_batch(self, calls: Sequence[ValidCall]) -> list[RewardView | Exception]:
-        params = await self._params.current()
+        params, now = await self._params.current(), self._clock()
         try:
-            outcomes = await self._db.run(lambda session: record_batch(session, calls, params))
+            outcomes = await self._db.run(lambda session: record_batch(session, calls, params, now))
         except Exception as error:
             if len(calls) == 1:
                 if isinstance(error, TaskIdTaken):

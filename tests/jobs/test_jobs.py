@@ -144,3 +144,19 @@ async def test_a_job_without_a_body_is_neither_scheduled_nor_run(db: Database) -
         await scheduler.stop()
     async with db.transaction() as session:
         assert (await session.scalars(select(JobRun))).all() == []
+
+
+async def test_a_run_happens_at_the_injected_clock(db: Database) -> None:
+    """Tests move time by giving the scheduler (or the server) a clock: the run's `now` and
+    its run key follow it."""
+    seen: list[datetime] = []
+
+    async def daily(ctx: JobContext[None]) -> Counts:
+        seen.append(ctx.now)
+        return {}
+
+    at = datetime(2027, 3, 31, 23, 59, tzinfo=UTC)
+    job = Job("daily", "0 2 * * *", daily, run_key=lambda now: now.date().isoformat())
+    scheduler = Scheduler(db, NO_SERVICES, [job], clock=lambda: at)
+    result = await scheduler.run_now("daily")
+    assert (result.outcome, result.run_key, seen) == (Outcome.SUCCEEDED, "2027-03-31", [at])

@@ -19,7 +19,7 @@ from smartstart.profile.v1 import profile_service_pb2_grpc as pb_grpc
 from sqlalchemy import text
 
 from server.db.session import Database
-from tests.fixtures_server import MintToken, bearer, error_info, rpc_status_of
+from tests.fixtures_server import MintToken, ServerFactory, bearer, error_info, rpc_status_of
 
 SYSTEM = str(uuid.UUID(int=1))
 ADMIN = str(uuid.UUID(int=2))
@@ -446,3 +446,36 @@ async def test_a_read_sees_the_write_that_finished_before_it(
         seen = await stub.GetProfile(pb.GetProfileRequest(user_id=user.user_id))
         assert seen.bio == f"round {round_}"
         await asyncio.gather(*noise)
+
+
+async def test_device_compliance_follows_the_server_clock(
+    server_factory: ServerFactory, mint_token: MintToken
+) -> None:
+    """The server's clock is injectable: a report fresh today is stale 73 h later."""
+    later = datetime.now(UTC) + timedelta(hours=73)
+    for clock, compliant in ((None, True), (lambda: later, False)):
+        running = await (server_factory() if clock is None else server_factory(clock=clock))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            stub = pb_grpc.ProfileServiceStub(ch)
+            system = bearer(mint_token("system", roles=["system"]))
+            user = await stub.RegisterUser(
+                pb.RegisterUserRequest(
+                    request_id=f"r-{compliant}",
+                    external_id=f"ext-{compliant}",
+                    email=f"{compliant}@example.com",
+                    display_name="Clocked",
+                ),
+                metadata=system,
+            )
+            reported = Timestamp()
+            reported.FromDatetime(datetime.now(UTC) - timedelta(minutes=1))
+            posture = await stub.ReportDevicePosture(
+                pb.ReportDevicePostureRequest(
+                    request_id=f"p-{compliant}",
+                    user_id=user.user_id,
+                    compliant=True,
+                    reported_at=reported,
+                ),
+                metadata=system,
+            )
+            assert posture.device_compliant is compliant

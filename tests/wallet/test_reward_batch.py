@@ -437,10 +437,10 @@ async def test_batch_losing_a_task_id_to_another_process_reruns_each_call_alone(
     transactions: list[tuple[tuple[str, ...], str]] = []  # (task ids, outcome)
     real_record_batch = wallet_service_module.record_batch
 
-    async def observed(session: Any, calls: Any, params: Any) -> Any:
+    async def observed(session: Any, calls: Any, params: Any, now: Any) -> Any:
         ids = tuple(call.task_id for call in calls)
         try:
-            outcomes = await real_record_batch(session, calls, params)
+            outcomes = await real_record_batch(session, calls, params, now)
         except Exception as error:
             transactions.append((ids, type(error).__name__))
             raise

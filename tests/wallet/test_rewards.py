@@ -411,7 +411,7 @@ async def test_failure_after_the_last_statement_rolls_everything_back(world: Wor
         pass
 
     async def tx(session: Any) -> None:
-        (outcome,) = await reward_batch.record_batch(session, [valid], params)
+        (outcome,) = await reward_batch.record_batch(session, [valid], params, NOW)
         assert isinstance(outcome, reward_fold.Recorded)
         assert outcome.decision.awarded == 150  # S1..S3 done, in this transaction
         raise Boom
