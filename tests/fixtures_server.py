@@ -9,6 +9,7 @@ settings or extra servicers.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -21,13 +22,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.app import RunningServer, start_server
 from server.config import Settings
 from server.core.clock import Clock, system_clock
 from server.db.session import Database
 from server.interceptors.tokens import mint_token as _mint
-from server.registry import Registrar
+from server.registry import Registrar, generated_services
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -166,3 +168,31 @@ def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
             detail.Unpack(info)
             return info
     return None
+
+
+STARTUP_TIMEOUT_S = 120  # a first start of the embedded PostgreSQL runs initdb and migrations
+
+
+async def wait_all_serving(addr: str, proc: Any) -> None:
+    """Until `smartstart serve` at `addr` reports SERVING for the server and every service
+    (fails the test if the process `proc`, asyncio's or subprocess.Popen, exits first)."""
+    names = ["", *(svc.full_name for svc in generated_services())]
+    deadline = asyncio.get_running_loop().time() + STARTUP_TIMEOUT_S
+    async with grpc.aio.insecure_channel(addr) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if proc.returncode is not None:
+                err = await proc.stderr.read() if proc.stderr else b""
+                pytest.fail(f"server exited {proc.returncode}: {err.decode()[-2000:]}")
+            try:
+                statuses = [
+                    (await health.Check(health_pb2.HealthCheckRequest(service=n), timeout=2)).status
+                    for n in names
+                ]
+                if all(s == health_pb2.HealthCheckResponse.SERVING for s in statuses):
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail("server did not report SERVING in time")
+            await asyncio.sleep(0.25)

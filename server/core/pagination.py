@@ -20,6 +20,8 @@ from server.core.errors import InvalidArgument
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 TOKEN_TTL_S = 24 * 3600
+# Far above any token this server issues; a longer one is not worth decrypting.
+MAX_TOKEN_LENGTH = 2048
 
 
 def page_size(requested: int) -> int:
@@ -50,6 +52,8 @@ class PageTokens:
         """The keyset after which the next page starts, or None for the first page."""
         if not token:
             return None
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidArgument.field("page_token", "is invalid or expired")
         try:
             body = json.loads(self._fernet.decrypt(token.encode(), ttl=TOKEN_TTL_S))
         except (InvalidToken, ValueError) as exc:

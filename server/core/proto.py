@@ -32,11 +32,21 @@ def to_timestamp(value: datetime | None) -> Timestamp | None:
     return ts
 
 
+# google.protobuf.Timestamp's documented range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
+
+
 def from_timestamp(message: Message, field: str) -> datetime | None:
-    """The timestamp field's value, or None when the field is unset."""
+    """The timestamp field's value, or None when the field is unset; a value outside the
+    Timestamp range (or with nanos outside 0..999,999,999) is INVALID_ARGUMENT."""
     if not message.HasField(field):
         return None
     ts: Timestamp = getattr(message, field)
+    if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos <= 999_999_999):
+        raise InvalidArgument.field(
+            field, "must be a valid timestamp from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
+        )
     return ts.ToDatetime(tzinfo=UTC)
 
 

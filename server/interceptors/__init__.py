@@ -1,6 +1,11 @@
 """The server's interceptor chain, outermost first:
 
-request id + access log + metrics → auth (JWT, access policy) → rate limit → error mapping.
+request id + access log + metrics → error mapping → auth (JWT, access policy) → rate limit →
+request check (decodes, no control characters in text) → servicer.
+
+Error mapping sits just inside observability, so every refusal (auth, rate limit, a bad
+request, a use case's DomainError) and every unexpected exception becomes a status in one
+place, and the access log sees the final code.
 
 Servicers read the caller with `current_context()`, which is valid inside an RPC handler.
 """
@@ -17,6 +22,7 @@ from server.interceptors.errors import ErrorInterceptor, abort_with_error, to_rp
 from server.interceptors.observability import ObservabilityInterceptor
 from server.interceptors.policy import Policy, load_policies
 from server.interceptors.ratelimit import RateLimitInterceptor
+from server.interceptors.requests import checked_requests
 
 __all__ = [
     "AuthInterceptor",
@@ -38,13 +44,14 @@ def build_interceptors(
         InterceptorChain(
             [
                 ObservabilityInterceptor(),
+                ErrorInterceptor(),
                 auth,
                 RateLimitInterceptor(
                     anonymous=settings.rate_limit_anonymous,
                     authenticated=settings.rate_limit_authenticated,
                     window_s=settings.rate_limit_window_s,
                 ),
-                ErrorInterceptor(),
-            ]
+            ],
+            prepare=checked_requests,
         )
     ]

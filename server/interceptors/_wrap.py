@@ -114,8 +114,15 @@ class InterceptorChain(grpc.aio.ServerInterceptor):
     per method: the handler grpc finds is the same object call after call.
     """
 
-    def __init__(self, layers: Sequence[AroundInterceptor]) -> None:
+    def __init__(
+        self,
+        layers: Sequence[AroundInterceptor],
+        *,
+        prepare: Callable[[Handler], Handler] | None = None,
+    ) -> None:
         self._layers = tuple(layers)
+        # Applied to the handler first, so it runs innermost (right round the servicer).
+        self._prepare = prepare
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
@@ -132,7 +139,7 @@ class InterceptorChain(grpc.aio.ServerInterceptor):
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = handler
+        wrapped = self._prepare(handler) if self._prepare is not None else handler
         for layer in reversed(self._layers):  # innermost first, so the first layer is outermost
             wrapped = wrap_handler(wrapped, _bind(layer, method))
         self._wrapped[method] = (handler, wrapped)

@@ -14,7 +14,6 @@ from server.core.context import Principal
 from server.core.errors import PermissionDenied, Unauthenticated
 from server.interceptors._wrap import AroundInterceptor, Context, metadata_value
 from server.interceptors.context import current_call
-from server.interceptors.errors import abort_with_error
 from server.interceptors.policy import Level, Policy, lookup
 from server.interceptors.tokens import TokenVerifier
 
@@ -55,14 +54,11 @@ class AuthInterceptor(AroundInterceptor):
     @asynccontextmanager
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         policy = lookup(self._policies, method)
-        try:
-            if policy.level is Level.DENY:
-                authorize(policy, None)  # fail closed before looking at any token
-            token = bearer_token(context)
-            principal = self._verifier.verify(token) if token is not None else None
-            authorize(policy, principal)
-        except (Unauthenticated, PermissionDenied) as err:
-            await abort_with_error(context, err)
+        if policy.level is Level.DENY:
+            authorize(policy, None)  # fail closed before looking at any token
+        token = bearer_token(context)
+        principal = self._verifier.verify(token) if token is not None else None
+        authorize(policy, principal)  # refusals are DomainErrors: the error layer maps them
         state = current_call()
         if state is not None:
             state.principal = principal  # log lines carry it from here (server/logging.py)

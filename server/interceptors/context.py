@@ -45,4 +45,11 @@ def set_call(state: CallState) -> Token[CallState | None]:
 
 
 def reset_call(token: Token[CallState | None]) -> None:
-    _call.reset(token)
+    """Undo `set_call`. A streaming behaviour that a client abandons is closed by asyncio's
+    async-generator finaliser in a task of its own, where the token's context is not the
+    current one: there is nothing to restore in that context, so clear it instead of raising
+    "created in a different Context"."""
+    try:
+        _call.reset(token)
+    except ValueError:
+        _call.set(None)

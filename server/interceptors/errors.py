@@ -69,11 +69,27 @@ def _duration(seconds: float) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
 
 
+# Messages and details may quote the caller's input (a field path, an id): each piece is cut
+# to a bounded length so an error's trailers stay far below what clients accept (8 KiB by
+# default), whatever the request held.
+MAX_MESSAGE_CHARS = 512
+MAX_DETAIL_CHARS = 256
+MAX_METADATA_ENTRIES = 16
+MAX_VIOLATIONS = 16
+
+
+def bounded(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def to_rpc_status(err: DomainError) -> status_pb2.Status:
-    """The google.rpc.Status of a domain error: its code, message and details."""
+    """The google.rpc.Status of a domain error: its code, message and details, bounded."""
+    metadata = {
+        bounded(k, 64): bounded(v) for k, v in list(err.metadata.items())[:MAX_METADATA_ENTRIES]
+    }
     details: list[object] = [
         error_details_pb2.ErrorInfo(
-            reason=err.effective_reason.value, domain=ERROR_DOMAIN, metadata=err.metadata
+            reason=err.effective_reason.value, domain=ERROR_DOMAIN, metadata=metadata
         )
     ]
     if err.violations:
@@ -81,15 +97,17 @@ def to_rpc_status(err: DomainError) -> status_pb2.Status:
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
+                        field=bounded(v.field), description=bounded(v.description)
                     )
-                    for v in err.violations
+                    for v in err.violations[:MAX_VIOLATIONS]
                 ]
             )
         )
     if err.retry_after_s is not None:
         details.append(error_details_pb2.RetryInfo(retry_delay=_duration(err.retry_after_s)))
-    status = status_pb2.Status(code=status_code(err).value[0], message=err.message)
+    status = status_pb2.Status(
+        code=status_code(err).value[0], message=bounded(err.message, MAX_MESSAGE_CHARS)
+    )
     for detail in details:
         status.details.add().Pack(detail)
     return status

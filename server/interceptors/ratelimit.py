@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from server.core.errors import Reason, ResourceExhausted
 from server.interceptors._wrap import AroundInterceptor, Context
 from server.interceptors.context import current_call
-from server.interceptors.errors import abort_with_error
 from server.interceptors.policy import PUBLIC_SERVICES
 
 
@@ -91,12 +90,7 @@ class RateLimitInterceptor(AroundInterceptor):
                 key, limit = f"peer:{peer_host(context.peer())}", self._anonymous
             retry_after = self._limiter.hit(key, limit)
             if retry_after is not None:
-                await abort_with_error(
-                    context,
-                    ResourceExhausted(
-                        "rate limit exceeded",
-                        reason=Reason.RATE_LIMITED,
-                        retry_after_s=retry_after,
-                    ),
+                raise ResourceExhausted(
+                    "rate limit exceeded", reason=Reason.RATE_LIMITED, retry_after_s=retry_after
                 )
         yield

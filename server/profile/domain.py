@@ -133,9 +133,8 @@ def validate_profile_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, value in changes.items():
         if name in _TEXT_LIMITS:
-            if len(value) > _TEXT_LIMITS[name]:
-                raise InvalidArgument.field(name, f"must be at most {_TEXT_LIMITS[name]} chars")
-            values[name] = value or None
+            limit = _TEXT_LIMITS[name]
+            values[name] = text(value, name, max_length=limit, multiline=name == "bio") or None
         elif name == "website_url":
             values[name] = url(value, name, max_length=200, schemes=("http", "https")) or None
         elif name == "avatar_url":

@@ -23,7 +23,7 @@ from server.core.clock import Clock, system_clock
 from server.core.context import RequestContext, Role
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied
 from server.core.params_cache import Parameters
-from server.core.validation import not_future, request_key, required_time
+from server.core.validation import not_future, request_key, required_time, text
 from server.db.session import Database
 from server.profile import queries
 from server.profile.domain import (
@@ -112,6 +112,7 @@ class ProfileService:
             if external_id is not None:
                 if not ctx.has(Role.ADMIN, Role.SYSTEM):
                     raise PermissionDenied("lookup by external_id needs admin or system")
+                external_id = text(external_id, "external_id", min_length=1, max_length=128)
                 found = await queries.user_id_by_external_id(session, external_id)
                 return await queries.load_user(session, found)
             target = self._account(ctx, user_id or "")
@@ -139,8 +140,7 @@ class ProfileService:
         target = user_ref(ctx, user_id)
         if status not in _KYC_STATUSES:
             raise InvalidArgument.field("status", "must be NONE, PENDING, PASSED or FAILED")
-        if len(note) > MAX_KYC_NOTE_LENGTH:
-            raise InvalidArgument.field("note", f"must be at most {MAX_KYC_NOTE_LENGTH} characters")
+        note = text(note, "note", max_length=MAX_KYC_NOTE_LENGTH, multiline=True)
         scope = idempotency.scope_for(f"{RPC}/SetKycStatus", ctx.actor_id)
 
         async def tx(session: AsyncSession) -> UserView:

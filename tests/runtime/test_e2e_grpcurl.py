@@ -13,17 +13,13 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
-import grpc.aio
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.registry import generated_services
-from tests.fixtures_server import MintToken, free_port
+from tests.fixtures_server import MintToken, free_port, wait_all_serving
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 SMARTSTART = Path(sys.executable).parent / "smartstart"
-STARTUP_TIMEOUT_S = 120  # a first start runs initdb and the migrations
 
 
 @pytest.fixture
@@ -66,29 +62,6 @@ async def embedded_server(
 
         stop_embedded(data_dir)
         log.close()
-
-
-async def wait_all_serving(addr: str, proc: asyncio.subprocess.Process) -> None:
-    names = ["", *(svc.full_name for svc in generated_services())]
-    deadline = asyncio.get_running_loop().time() + STARTUP_TIMEOUT_S
-    async with grpc.aio.insecure_channel(addr) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if proc.returncode is not None:
-                err = await proc.stderr.read() if proc.stderr else b""
-                pytest.fail(f"server exited {proc.returncode}: {err.decode()[-2000:]}")
-            try:
-                statuses = [
-                    (await health.Check(health_pb2.HealthCheckRequest(service=n), timeout=2)).status
-                    for n in names
-                ]
-                if all(s == health_pb2.HealthCheckResponse.SERVING for s in statuses):
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                pytest.fail("server did not report SERVING in time")
-            await asyncio.sleep(0.25)
 
 
 async def grpcurl(*args: str) -> str:

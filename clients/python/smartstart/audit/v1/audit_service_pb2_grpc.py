@@ -39,6 +39,16 @@ class AuditServiceStub:
     UNAUTHENTICATED (reason UNAUTHENTICATED or TOKEN_EXPIRED); a token without a required
     role is PERMISSION_DENIED; rate limiting is RESOURCE_EXHAUSTED reason RATE_LIMITED with
     RetryInfo; invalid input is INVALID_ARGUMENT with BadRequest field violations.
+
+    Input rules for every request, checked before any use case runs:
+    - Text fields refuse control characters other than tab, line feed and carriage return
+    (INVALID_ARGUMENT naming the field); ids, keys, names, titles and e-mail addresses are
+    single-line. Lengths are given per field.
+    - Timestamps lie within 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, nanos
+    0..999,999,999.
+    - Bytes that do not decode as the request message are INVALID_ARGUMENT; a message over
+    the server's size limit (8 MiB by default) is RESOURCE_EXHAUSTED.
+    - Error messages and details quote the input only up to a few hundred characters.
     """
 
     def __init__(self, channel):
@@ -103,6 +113,16 @@ class AuditServiceServicer:
     UNAUTHENTICATED (reason UNAUTHENTICATED or TOKEN_EXPIRED); a token without a required
     role is PERMISSION_DENIED; rate limiting is RESOURCE_EXHAUSTED reason RATE_LIMITED with
     RetryInfo; invalid input is INVALID_ARGUMENT with BadRequest field violations.
+
+    Input rules for every request, checked before any use case runs:
+    - Text fields refuse control characters other than tab, line feed and carriage return
+    (INVALID_ARGUMENT naming the field); ids, keys, names, titles and e-mail addresses are
+    single-line. Lengths are given per field.
+    - Timestamps lie within 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, nanos
+    0..999,999,999.
+    - Bytes that do not decode as the request message are INVALID_ARGUMENT; a message over
+    the server's size limit (8 MiB by default) is RESOURCE_EXHAUSTED.
+    - Error messages and details quote the input only up to a few hundred characters.
     """
 
     def ListAuditEvents(self, request, context):
@@ -245,6 +265,16 @@ class AuditService:
     UNAUTHENTICATED (reason UNAUTHENTICATED or TOKEN_EXPIRED); a token without a required
     role is PERMISSION_DENIED; rate limiting is RESOURCE_EXHAUSTED reason RATE_LIMITED with
     RetryInfo; invalid input is INVALID_ARGUMENT with BadRequest field violations.
+
+    Input rules for every request, checked before any use case runs:
+    - Text fields refuse control characters other than tab, line feed and carriage return
+    (INVALID_ARGUMENT naming the field); ids, keys, names, titles and e-mail addresses are
+    single-line. Lengths are given per field.
+    - Timestamps lie within 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, nanos
+    0..999,999,999.
+    - Bytes that do not decode as the request message are INVALID_ARGUMENT; a message over
+    the server's size limit (8 MiB by default) is RESOURCE_EXHAUSTED.
+    - Error messages and details quote the input only up to a few hundred characters.
     """
 
     @staticmethod

@@ -46,6 +46,16 @@ class ConversionServiceStub:
     INVALID_ARGUMENT (INVALID_ARGUMENT, with BadRequest field violations) for a malformed
     field; ABORTED (CONCURRENT_MODIFICATION), safe to retry with the same request_id.
     ErrorInfo domain is "smartstart.core".
+
+    Input rules for every request, checked before any use case runs:
+    - Text fields refuse control characters other than tab, line feed and carriage return
+    (INVALID_ARGUMENT naming the field); ids, keys, names, titles and e-mail addresses are
+    single-line. Lengths are given per field.
+    - Timestamps lie within 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, nanos
+    0..999,999,999.
+    - Bytes that do not decode as the request message are INVALID_ARGUMENT; a message over
+    the server's size limit (8 MiB by default) is RESOURCE_EXHAUSTED.
+    - Error messages and details quote the input only up to a few hundred characters.
     """
 
     def __init__(self, channel):
@@ -167,6 +177,16 @@ class ConversionServiceServicer:
     INVALID_ARGUMENT (INVALID_ARGUMENT, with BadRequest field violations) for a malformed
     field; ABORTED (CONCURRENT_MODIFICATION), safe to retry with the same request_id.
     ErrorInfo domain is "smartstart.core".
+
+    Input rules for every request, checked before any use case runs:
+    - Text fields refuse control characters other than tab, line feed and carriage return
+    (INVALID_ARGUMENT naming the field); ids, keys, names, titles and e-mail addresses are
+    single-line. Lengths are given per field.
+    - Timestamps lie within 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, nanos
+    0..999,999,999.
+    - Bytes that do not decode as the request message are INVALID_ARGUMENT; a message over
+    the server's size limit (8 MiB by default) is RESOURCE_EXHAUSTED.
+    - Error messages and details quote the input only up to a few hundred characters.
     """
 
     def CreateVenture(self, request, context):
@@ -506,6 +526,16 @@ class ConversionService:
     INVALID_ARGUMENT (INVALID_ARGUMENT, with BadRequest field violations) for a malformed
     field; ABORTED (CONCURRENT_MODIFICATION), safe to retry with the same request_id.
     ErrorInfo domain is "smartstart.core".
+
+    Input rules for every request, checked before any use case runs:
+    - Text fields refuse control characters other than tab, line feed and carriage return
+    (INVALID_ARGUMENT naming the field); ids, keys, names, titles and e-mail addresses are
+    single-line. Lengths are given per field.
+    - Timestamps lie within 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, nanos
+    0..999,999,999.
+    - Bytes that do not decode as the request message are INVALID_ARGUMENT; a message over
+    the server's size limit (8 MiB by default) is RESOURCE_EXHAUSTED.
+    - Error messages and details quote the input only up to a few hundred characters.
     """
 
     @staticmethod

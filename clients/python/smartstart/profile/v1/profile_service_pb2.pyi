@@ -1060,7 +1060,9 @@ class GetUserRequest(_message.Message):
     user_id: _builtins.str
     """User id (UUID), or `me` for the caller."""
     external_id: _builtins.str
-    """The platform's external id (needs `admin` or `system`, else PERMISSION_DENIED)."""
+    """The platform's external id, 1..128 characters (needs `admin` or `system`, else
+    PERMISSION_DENIED).
+    """
     def __init__(
         self,
         *,

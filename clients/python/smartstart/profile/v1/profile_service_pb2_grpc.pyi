@@ -42,6 +42,16 @@ class ProfileServiceStub:
       a token). A private profile answers NOT_FOUND to everyone but its owner and admins,
       exactly as if the user did not exist.
     - Invalid input is INVALID_ARGUMENT with a BadRequest field violation per bad field.
+
+    Input rules for every request, checked before any use case runs:
+    - Text fields refuse control characters other than tab, line feed and carriage return
+      (INVALID_ARGUMENT naming the field); ids, keys, names, titles and e-mail addresses are
+      single-line. Lengths are given per field.
+    - Timestamps lie within 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, nanos
+      0..999,999,999.
+    - Bytes that do not decode as the request message are INVALID_ARGUMENT; a message over
+      the server's size limit (8 MiB by default) is RESOURCE_EXHAUSTED.
+    - Error messages and details quote the input only up to a few hundred characters.
     ---------------------------------------------------------------- users, KYC, posture
     """
 
@@ -249,6 +259,16 @@ class ProfileServiceAsyncStub(ProfileServiceStub):
       a token). A private profile answers NOT_FOUND to everyone but its owner and admins,
       exactly as if the user did not exist.
     - Invalid input is INVALID_ARGUMENT with a BadRequest field violation per bad field.
+
+    Input rules for every request, checked before any use case runs:
+    - Text fields refuse control characters other than tab, line feed and carriage return
+      (INVALID_ARGUMENT naming the field); ids, keys, names, titles and e-mail addresses are
+      single-line. Lengths are given per field.
+    - Timestamps lie within 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, nanos
+      0..999,999,999.
+    - Bytes that do not decode as the request message are INVALID_ARGUMENT; a message over
+      the server's size limit (8 MiB by default) is RESOURCE_EXHAUSTED.
+    - Error messages and details quote the input only up to a few hundred characters.
     ---------------------------------------------------------------- users, KYC, posture
     """
 
@@ -452,6 +472,16 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
       a token). A private profile answers NOT_FOUND to everyone but its owner and admins,
       exactly as if the user did not exist.
     - Invalid input is INVALID_ARGUMENT with a BadRequest field violation per bad field.
+
+    Input rules for every request, checked before any use case runs:
+    - Text fields refuse control characters other than tab, line feed and carriage return
+      (INVALID_ARGUMENT naming the field); ids, keys, names, titles and e-mail addresses are
+      single-line. Lengths are given per field.
+    - Timestamps lie within 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, nanos
+      0..999,999,999.
+    - Bytes that do not decode as the request message are INVALID_ARGUMENT; a message over
+      the server's size limit (8 MiB by default) is RESOURCE_EXHAUSTED.
+    - Error messages and details quote the input only up to a few hundred characters.
     ---------------------------------------------------------------- users, KYC, posture
     """
 
