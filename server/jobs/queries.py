@@ -46,7 +46,8 @@ def is_lock_timeout(sqlstate: str | None) -> bool:
 
 async def held_locks(database: Database, keys: Sequence[int]) -> set[int]:
     """Which of the advisory lock `keys` some session holds now (any replica). A bigint
-    advisory lock shows in pg_locks as classid (high 32 bits), objid (low 32), objsubid 1."""
+    advisory lock shows in pg_locks as classid (high 32 bits), objid (low 32), objsubid 1;
+    the shift below wraps, as bigint arithmetic does, back to the signed key."""
     async with database.read() as conn:
         rows = (
             await conn.execute(
@@ -58,9 +59,8 @@ async def held_locks(database: Database, keys: Sequence[int]) -> set[int]:
                 )
             )
         ).all()
-    unsigned = {int(row.key) for row in rows}
-    # pg_locks gives the key's two halves unsigned; our keys are signed 64-bit.
-    return {key for key in keys if key % (1 << 64) in unsigned}
+    held = {int(row.key) for row in rows}
+    return {key for key in keys if key in held}
 
 
 async def succeeded(database: Database, job: str, run_key: str) -> bool:

@@ -9,6 +9,7 @@ and replica reloads within its SMARTSTART_SETTINGS_TTL_S (server/core/params_cac
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import Mapping
@@ -94,6 +95,7 @@ class OpsService:
         self._scheduler = scheduler
         self._blob_dir = blob_dir
         self._clock = clock
+        self.gauges_refreshed = asyncio.Event()  # set by the first refresh_gauges
 
     # --- jobs -------------------------------------------------------------------------------------
 
@@ -303,9 +305,10 @@ class OpsService:
                     action="setting.updated",
                     scope="setting",
                     ref_id=key,
+                    # As JSON text: chained details take no floats (decimal factors are).
                     details={
-                        "old_value": row.value,
-                        "new_value": written.value,
+                        "old_value": _json_text(row.value),
+                        "new_value": _json_text(written.value),
                         "old_description": row.description,
                         "new_description": written.description,
                         "reason": reason,
@@ -342,6 +345,7 @@ class OpsService:
     async def refresh_gauges(self) -> None:
         """Set the integrity gauges from the database (the server calls this periodically)."""
         metrics.record_integrity(await self._integrity(await self._health()))
+        self.gauges_refreshed.set()
 
     async def _database_status(self) -> ComponentView:
         try:
@@ -354,6 +358,10 @@ class OpsService:
         checkpoint_at, open_incidents, oldest = await queries.integrity_summary(self._db)
         worm = next((j.status.last_run for j in jobs if j.status.name == WORM_JOB), None)
         return IntegrityView(worm, checkpoint_at, open_incidents, oldest)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _job_name(name: str) -> str:
@@ -372,6 +380,8 @@ def _blob_store_status(blob_dir: Path) -> ComponentView:
     """The blob folder exists and is writable, or will be created under a writable parent
     at the first upload."""
     folder = blob_dir.resolve()
+    if folder.exists() and not folder.is_dir():
+        return ComponentView(False, f"{folder} is not a folder")
     if folder.is_dir():
         if os.access(folder, os.W_OK | os.X_OK):
             return ComponentView(True, f"{folder} is writable")
