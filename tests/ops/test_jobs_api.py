@@ -193,7 +193,7 @@ async def test_a_scheduled_tick_during_a_manual_run_records_nothing(
     tick = await server.services.scheduler.run_now("daily_maintenance", Trigger.SCHEDULE)
     assert (tick.outcome, tick.run_id) == (Outcome.SKIPPED, None)
     bodies.release.set()
-    await asyncio.gather(*server.services.scheduler._tasks)  # noqa: SLF001 - the manual run
+    await server.services.scheduler.stop()  # lets the manual run finish
     assert len(bodies.daily_calls) == 1
     assert await runs_of(db, "daily_maintenance") == [("MANUAL", "SUCCEEDED")]
     assert manual.trigger == pb.JOB_TRIGGER_MANUAL
