@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test gen check-gen lint typecheck buf bench clean release-image
 
-$(STAMP): pyproject.toml
+# The client package (generated stubs + SDK) first: the server depends on it by name.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e ./clients/python -e '.[dev]'
 	touch $(STAMP)
 
 ## Start the server; with DATABASE_URL unset it runs an embedded PostgreSQL under .data/.
