@@ -1,12 +1,13 @@
 # syntax=docker/dockerfile:1
-# Build stage: a wheel of the service (server + generated stubs) and its dependencies.
+# Build stage: wheels of the service, of its client package (generated stubs) and their
+# dependencies.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md alembic.ini ./
 COPY server ./server
 COPY clients/python ./clients/python
 COPY migrations ./migrations
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ./clients/python .
 
 # Runtime stage: no compilers, no sources, a non-root user.
 FROM python:3.11-slim

@@ -4,14 +4,22 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TS     := clients/typescript
+TS_STAMP := $(TS)/node_modules/.installed
 
-.PHONY: run test gen check-gen lint typecheck buf bench clean release-image
+.PHONY: run test ts-test gen check-gen lint typecheck buf bench clean release-image
 
-$(STAMP): pyproject.toml
+# The client package (generated stubs + SDK) first: the server depends on it by name.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e ./clients/python -e '.[dev]'
 	touch $(STAMP)
+
+# The TypeScript client's packages, exactly as package-lock.json pins them (Node >= 20, npm).
+$(TS_STAMP): $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund
+	touch $(TS_STAMP)
 
 ## Start the server; with DATABASE_URL unset it runs an embedded PostgreSQL under .data/.
 ## A development JWT secret is set unless you configure one (see README, Configuration).
@@ -23,8 +31,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## Regenerate stubs and the descriptor set from proto/.
-gen: $(STAMP)
+## The TypeScript client's test (node --test) against `smartstart serve` on an embedded PostgreSQL.
+ts-test: $(STAMP) $(TS_STAMP)
+	cd $(TS) && npm test
+
+## Regenerate stubs (Python, TypeScript) and the descriptor set from proto/.
+gen: $(STAMP) $(TS_STAMP)
 	PYTHON=$(PY) bash scripts/gen_protos.sh
 
 ## Fail when the committed generated code differs from a fresh generation.

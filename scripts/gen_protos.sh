@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one script that makes every generated artifact from proto/:
 #   clients/python/smartstart/**      *_pb2.py, *_pb2_grpc.py and mypy-protobuf .pyi stubs
-#   clients/descriptors/smartstart.binpb   FileDescriptorSet (with imports) for Envoy / grpc-gateway
+#   clients/typescript/src/gen/**         protoc-gen-es TypeScript (clients/typescript/buf.gen.yaml)
+#   clients/descriptors/smartstart.binpb   FileDescriptorSet (with imports and comments) for
+#                                          Envoy / grpc-gateway, by `buf build`
 # Third-party protos come from the installed googleapis-common-protos package (never edited).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +24,12 @@ find "$OUT/smartstart" \( -name '*_pb2.py' -o -name '*_pb2.pyi' -o -name '*_pb2_
 # Every generated directory is a regular package (mypy and setuptools both want __init__.py).
 find "$OUT/smartstart" -type d -exec sh -c 'test -f "$1/__init__.py" || : > "$1/__init__.py"' _ {} \;
 
+BUF="$(dirname "$PY")/buf"
+# protoc-gen-es comes from clients/typescript/node_modules (`make` runs npm ci first).
+"$BUF" generate --template clients/typescript/buf.gen.yaml --path proto/smartstart \
+  --path .build/protodeps/google/rpc/error_details.proto
+
 mkdir -p clients/descriptors
-"$PY" -m grpc_tools.protoc -I proto -I .build/protodeps -I "$WKT" \
-  --include_imports --include_source_info \
-  --descriptor_set_out=clients/descriptors/smartstart.binpb "${PROTOS[@]}"
+"$BUF" build --path proto/smartstart --as-file-descriptor-set \
+  -o clients/descriptors/smartstart.binpb
 echo "generated ${#PROTOS[@]} proto files"

@@ -9,6 +9,7 @@ signal handling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 from collections.abc import Sequence
@@ -36,6 +37,9 @@ from server.services import Deps, Services, build_services
 log = structlog.get_logger("smartstart.app")
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+# How often a server reads the integrity state (open incidents, last verification and
+# checkpoint) into its gauges; GetSystemStatus refreshes them too.
+GAUGE_REFRESH_S = 60.0
 
 
 def server_options(settings: Settings) -> list[tuple[str, Any]]:
@@ -79,6 +83,7 @@ class RunningServer:
     services: Services
     health: health.aio.HealthServicer
     service_names: list[str]  # SmartStart services (health and reflection not included)
+    gauges: asyncio.Task[None] | None = None
     _stopped: bool = field(default=False, repr=False)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -92,11 +97,26 @@ class RunningServer:
         grace = self.services.deps.settings.shutdown_grace_s if grace is None else grace
         # Balancers watching health stop sending new calls while in-flight ones finish.
         await self.health.enter_graceful_shutdown()
+        if self.gauges is not None:
+            self.gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.gauges
         await self.server.stop(grace)
         for finish in self.services.on_stop:
             await finish()
         await self.services.scheduler.stop()
         log.info("server stopped")
+
+
+async def refresh_gauges(services: Services, every_s: float = GAUGE_REFRESH_S) -> None:
+    """Keep the integrity gauges current (until cancelled); a failure is logged and retried
+    at the next tick, since the status it reports may be why the database is unreachable."""
+    while True:
+        try:
+            await services.ops.refresh_gauges()
+        except Exception:
+            log.warning("integrity gauges not refreshed", exc_info=True)
+        await asyncio.sleep(every_s)
 
 
 async def _set_all(running_health: health.aio.HealthServicer, names: Sequence[str]) -> None:
@@ -153,7 +173,8 @@ async def start_server(
         services=service_names,
         jobs=settings.jobs_enabled,
     )
-    return RunningServer(server, port, services, health_servicer, service_names)
+    gauges = asyncio.create_task(refresh_gauges(services), name="integrity-gauges")
+    return RunningServer(server, port, services, health_servicer, service_names, gauges)
 
 
 def start_metrics_exporter(addr: str, registry: CollectorRegistry = REGISTRY) -> Any:

@@ -49,6 +49,19 @@ def _env_positive(name: str, default: int) -> int:
     return value
 
 
+def _env_non_negative(name: str, default: float) -> float:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses NaN
+        raise ConfigError(f"{name} must be a number of seconds >= 0, not {raw!r}")
+    return value
+
+
 def _env_workers(name: str) -> int:
     raw = _env(name)
     if not raw:
@@ -98,6 +111,9 @@ class Settings:
     # transactions in the database at once, per use case.
     batch_max_size: int = 64
     batch_max_inflight: int = 1
+    # Business settings are cached per process this long (OpsService.UpdateSetting refreshes
+    # the answering process at once, every other within this).
+    settings_ttl_s: float = 30.0
 
     # Auth (JWT bearer tokens)
     jwt_public_key_file: str = ""  # PEM public key (ES256/RS256)
@@ -157,6 +173,7 @@ def load_settings() -> Settings:
         db_statement_cache=_env_bool("SMARTSTART_DB_STATEMENT_CACHE", True),
         batch_max_size=_env_positive("SMARTSTART_BATCH_MAX_SIZE", 64),
         batch_max_inflight=_env_positive("SMARTSTART_BATCH_MAX_INFLIGHT", 1),
+        settings_ttl_s=_env_non_negative("SMARTSTART_SETTINGS_TTL_S", 30.0),
         jwt_public_key_file=_env("SMARTSTART_JWT_PUBLIC_KEY_FILE"),
         jwt_jwks_file=_env("SMARTSTART_JWT_JWKS_FILE"),
         jwt_dev_secret=_env("SMARTSTART_JWT_DEV_SECRET"),

@@ -17,6 +17,7 @@ from server.core.params_cache import Parameters
 from server.db.session import Database
 from server.jobs.registry import Job, utc_date_key
 from server.jobs.scheduler import Scheduler
+from server.ops.service import OpsService
 from server.profile.service import ProfileService
 from server.wallet.service import WalletService
 
@@ -37,7 +38,7 @@ class Deps:
     page_tokens: PageTokens = field(init=False)
 
     def __post_init__(self) -> None:
-        self.params = Parameters(self.database)
+        self.params = Parameters(self.database, ttl_s=self.settings.settings_ttl_s)
         self.page_tokens = PageTokens(self.settings.secret_key)
 
 
@@ -47,6 +48,8 @@ class Services:
     profile: ProfileService
     wallet: WalletService
     scheduler: Scheduler[Services] = field(init=False)
+    # Over the scheduler, so built after it (the jobs package knows no services).
+    ops: OpsService = field(init=False)
     # Awaited once the server has stopped taking calls (batchers finishing their work).
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -83,4 +86,12 @@ def build_services(deps: Deps) -> Services:
     )
     services.on_stop += [services.profile.reads.drain, services.wallet.rewards.drain]
     services.scheduler = Scheduler(deps.database, services, jobs(), clock=deps.clock)
+    services.ops = OpsService(
+        deps.database,
+        deps.params,
+        deps.page_tokens,
+        services.scheduler,
+        blob_dir=settings.blob_dir,
+        clock=deps.clock,
+    )
     return services

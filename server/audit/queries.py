@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import text
+
 from server.audit.domain import NewEvent
 from server.core.chain import GENESIS
 from server.db.statement import sqlalchemy_text, unnest
@@ -92,3 +94,13 @@ def event_arrays(events: Sequence[NewEvent]) -> dict[str, list[Any]]:
     values["hd_seq"] = [event.seq for event in last.values()]
     values["hd_hash"] = [event.hash for event in last.values()]
     return values
+
+
+# --- integrity summary (OpsService.GetSystemStatus, the integrity gauges) -----------------------
+
+INTEGRITY_SUMMARY = text(
+    "SELECT (SELECT max(created_at) FROM audit_checkpoints) AS last_checkpoint_at,"
+    " (SELECT count(*) FROM integrity_incidents WHERE resolved_at IS NULL) AS open_incidents,"
+    " (SELECT min(detected_at) FROM integrity_incidents WHERE resolved_at IS NULL)"
+    " AS oldest_open_incident_at"
+)

@@ -61,7 +61,21 @@ async def claim(
     ).first()
     if owned is not None:
         return None
-    row = (await session.execute(_READ, {"scope": scope, "key": key})).one()
+    stored = await lookup(session, scope, key, fingerprint)
+    if stored is None:  # pragma: no cover - the conflicting row is committed and never deleted
+        raise RuntimeError("idempotency record vanished")
+    return stored
+
+
+async def lookup(
+    session: AsyncSession, scope: str, key: str, fingerprint: str
+) -> dict[str, Any] | None:
+    """The stored response of `key` without claiming it (None: no call used it yet), for a
+    use case that must answer a retry before it can claim (RunJob claims once it holds the
+    job's lock, so a retry must not wait for that lock)."""
+    row = (await session.execute(_READ, {"scope": scope, "key": key})).first()
+    if row is None:
+        return None
     if row.fingerprint != fingerprint:
         raise IdempotencyConflict(
             "request_id was already used with a different request",

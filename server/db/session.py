@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from prometheus_client import Gauge
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -34,6 +36,31 @@ T = TypeVar("T")
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 
 _log = logging.getLogger(__name__)
+
+# Pool use, summed over the live processes (and over the Databases of one process: a server
+# has one). Checked out near capacity: calls queue for connections (raise the pool, or add
+# replicas if the database has room).
+POOL_CHECKED_OUT = Gauge(
+    "smartstart_db_pool_checked_out",
+    "Database connections in use (checked out of the pool)",
+    multiprocess_mode="livesum",
+)
+POOL_CAPACITY = Gauge(
+    "smartstart_db_pool_capacity",
+    "Connections the pool may open (SMARTSTART_DB_POOL_SIZE + SMARTSTART_DB_MAX_OVERFLOW)",
+    multiprocess_mode="livesum",
+)
+
+
+def _count_pool_use(engine: AsyncEngine) -> None:
+    def checkout(*_: Any) -> None:
+        POOL_CHECKED_OUT.inc()
+
+    def checkin(*_: Any) -> None:
+        POOL_CHECKED_OUT.dec()
+
+    event.listen(engine.sync_engine, "checkout", checkout)
+    event.listen(engine.sync_engine, "checkin", checkin)
 
 
 def normalize_url(url: str) -> str:
@@ -71,8 +98,11 @@ def is_retryable(error: BaseException) -> bool:
 class Database:
     """An async engine plus a session factory; sessions never expire objects on commit."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, capacity: int = 0) -> None:
         self._engine = engine
+        _count_pool_use(engine)
+        self._capacity = capacity
+        POOL_CAPACITY.inc(capacity)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
         # Same pool; statements run without BEGIN/COMMIT (one round trip for a lone read).
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -113,7 +143,7 @@ class Database:
             connect_args=connect_args,
             echo=echo,
         )
-        return cls(engine)
+        return cls(engine, capacity=pool_size + max_overflow)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -166,3 +196,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self._engine.dispose()
+        POOL_CAPACITY.dec(self._capacity)
+        self._capacity = 0

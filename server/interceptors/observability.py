@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 import grpc
 import grpc.aio
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from server.interceptors._wrap import AroundInterceptor, Context, metadata_value
 from server.interceptors.context import CallState, reset_call, set_call
@@ -35,6 +35,14 @@ RPC_SECONDS = Histogram(
     "RPC latency in seconds, by method",
     ["method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+# Summed over worker processes that are alive (a dead worker's calls are not in flight).
+RPC_IN_FLIGHT = Gauge(
+    "smartstart_rpc_in_flight",
+    "RPCs being served now, by method",
+    ["method"],
+    multiprocess_mode="livesum",
 )
 
 _CODES_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
@@ -59,11 +67,13 @@ def request_id_of(context: Context) -> str:
 class _MethodMetrics:
     """One method's metric children, looked up once (labels() takes a lock and hashes)."""
 
-    __slots__ = ("counters", "method", "observe")
+    __slots__ = ("counters", "ended", "method", "observe", "started")
 
     def __init__(self, method: str) -> None:
         self.method = method
         self.observe = RPC_SECONDS.labels(method).observe
+        in_flight = RPC_IN_FLIGHT.labels(method)
+        self.started, self.ended = in_flight.inc, in_flight.dec
         self.counters: dict[grpc.StatusCode, Callable[[], None]] = {}
 
     def count(self, code: grpc.StatusCode) -> None:
@@ -80,12 +90,16 @@ class ObservabilityInterceptor(AroundInterceptor):
     @asynccontextmanager
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         started = time.perf_counter()
+        metrics = self._metrics.get(method)
+        if metrics is None:
+            metrics = self._metrics[method] = _MethodMetrics(method)
         state = CallState(request_id=request_id_of(context), method=method, peer=context.peer())
         # Headers go out now, so callers get the id even when the call fails.
         await context.send_initial_metadata(((REQUEST_ID_KEY, state.request_id),))
         # Log lines carry the call's context from this state (server/logging.py _add_call).
         token = set_call(state)
         code = grpc.StatusCode.OK
+        metrics.started()
         try:
             yield
             code = _status_code(context)
@@ -100,9 +114,7 @@ class ObservabilityInterceptor(AroundInterceptor):
             raise
         finally:
             elapsed = time.perf_counter() - started
-            metrics = self._metrics.get(method)
-            if metrics is None:
-                metrics = self._metrics[method] = _MethodMetrics(method)
+            metrics.ended()
             metrics.count(code)
             metrics.observe(elapsed)
             log.info("rpc", code=code.name, duration_ms=round(elapsed * 1000, 3))

@@ -7,9 +7,10 @@ the same service methods as the RPCs; the body receives those services in its Jo
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -43,6 +44,41 @@ class JobContext(Generic[S]):
 
 
 Counts = dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One job_runs row as the rest of the server sees it."""
+
+    run_id: uuid.UUID
+    job: str
+    trigger: Trigger
+    triggered_by: str | None
+    run_key: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: Outcome
+    counts: Mapping[str, int]
+    error: str | None
+    instance: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    name: str
+    cron: str
+    description: str
+    implemented: bool  # False: no body yet, so never scheduled and not runnable
+    scheduler_running: bool  # this process's timers run
+    next_run: datetime | None
+    last_run: RunRecord | None
+    last_success: datetime | None  # end of the latest SUCCEEDED run
+    running: bool  # some replica holds the job's lock now
+    interval: timedelta  # between two scheduled starts (the next two)
+    since: datetime  # when this process's scheduler was made (stands in for a first success)
+    now: datetime
+
+
 JobBody = Callable[[JobContext[S]], Awaitable[Counts]]
 RunKey = Callable[[datetime], str]
 

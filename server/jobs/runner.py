@@ -1,9 +1,12 @@
 """One job run: under a PostgreSQL advisory lock, recorded in job_runs.
 
-The lock is transaction-scoped (pg_try_advisory_xact_lock) on a dedicated connection whose
-transaction stays open for the run, so it is released however the run ends, even if this
-process dies. A replica that does not get the lock records nothing for a scheduled run (the
-winner records it) and a SKIPPED row for a manual one, so the admin sees why nothing ran.
+The lock is transaction-scoped on a dedicated connection whose transaction stays open for
+the run, so it is released however the run ends, even if this process dies. A scheduled run
+only tries the lock (pg_try_advisory_xact_lock): a replica that does not get it records
+nothing (the winner records the run). A manual run (OpsService.RunJob) waits for the lock
+(pg_advisory_xact_lock under a lock_timeout) and then runs, so it never overlaps a run in
+progress; a keyed job whose key succeeded meanwhile records a SKIPPED run instead, so the
+admin sees why nothing ran.
 """
 
 from __future__ import annotations
@@ -14,16 +17,21 @@ import socket
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
 import structlog
 from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.core.context import SYSTEM_CONTEXT, RequestContext
-from server.db.session import Database
+from server.core.errors import FailedPrecondition
+from server.db.session import Database, sqlstate_of
 from server.jobs import queries
+from server.jobs.queries import RecordHook
 from server.jobs.registry import Counts, Job, JobBody, JobContext, Outcome, Trigger
 
 S = TypeVar("S")
@@ -58,6 +66,17 @@ def lock_key(job: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+@dataclass(frozen=True, slots=True)
+class ManualRun:
+    """How a manual run waits and reports: at most `lock_wait_s` for a run in progress;
+    `record` runs in the transaction that records the run; `on_start` gets the run's id
+    once it is recorded RUNNING, before its body starts."""
+
+    lock_wait_s: float
+    record: RecordHook | None = None
+    on_start: Callable[[uuid.UUID], None] | None = None
+
+
 async def _skip(
     database: Database,
     job: Job[S],
@@ -65,6 +84,7 @@ async def _skip(
     run_key: str | None,
     by: str | None,
     why: str,
+    record: RecordHook | None,
 ) -> RunResult:
     if trigger is Trigger.SCHEDULE:
         log.info("job skipped", job=job.name, why=why)
@@ -78,9 +98,23 @@ async def _skip(
         triggered_by=by,
         outcome=Outcome.SKIPPED,
         error=why,
+        then=record,
     )
     JOB_RUNS.labels(job.name, Outcome.SKIPPED.value).inc()
     return RunResult(job.name, Outcome.SKIPPED, run_id, run_key, {}, why)
+
+
+async def _wait_lock(database: Database, conn: AsyncConnection, job: str, wait_s: float) -> None:
+    try:
+        await queries.wait_lock(conn, lock_key(job), wait_s)
+    except DBAPIError as error:
+        if not queries.is_lock_timeout(sqlstate_of(error)):
+            raise
+        running = await queries.latest_running(database, job)
+        raise FailedPrecondition(
+            f"job {job!r} is still running after {wait_s:.0f} s",
+            metadata={"job": job, **({"run_id": str(running)} if running else {})},
+        ) from None
 
 
 async def run_job(
@@ -92,17 +126,22 @@ async def run_job(
     *,
     now: datetime,
     triggered_by: str | None = None,
+    manual: ManualRun | None = None,
 ) -> RunResult:
-    """Run `body` (the job's) once, as of `now`, if this replica gets the job's lock and its
-    run key is not done yet."""
-    run_key = job.run_key(now) if job.run_key else None
+    """Run `body` (the job's) once, as of `now`, if its run key is not done yet: a scheduled
+    run if this replica gets the job's lock at once, a manual one (`manual`) once the run in
+    progress, if any, has ended."""
+    record = manual.record if manual else None
     async with database.engine.connect() as lock_conn, lock_conn.begin():
-        if not await queries.try_lock(lock_conn, lock_key(job.name)):
+        if manual is not None:
+            await _wait_lock(database, lock_conn, job.name, manual.lock_wait_s)
+        elif not await queries.try_lock(lock_conn, lock_key(job.name)):
             why = "another instance is running the job"
-            return await _skip(database, job, trigger, run_key, triggered_by, why)
+            return await _skip(database, job, trigger, None, triggered_by, why, None)
+        run_key = job.run_key(now) if job.run_key else None
         if run_key is not None and await queries.succeeded(database, job.name, run_key):
             why = f"already succeeded for {run_key}"
-            return await _skip(database, job, trigger, run_key, triggered_by, why)
+            return await _skip(database, job, trigger, run_key, triggered_by, why, record)
         run_id = await queries.record_start(
             database,
             job=job.name,
@@ -110,7 +149,10 @@ async def run_job(
             trigger=trigger,
             instance=INSTANCE,
             triggered_by=triggered_by,
+            then=record,
         )
+        if manual is not None and manual.on_start is not None:
+            manual.on_start(run_id)
         ctx = JobContext(
             services=services,
             job=job.name,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import aiocron
@@ -16,39 +15,23 @@ from server.core.clock import Clock, system_clock
 from server.core.errors import NotFound, Unimplemented
 from server.db.session import Database
 from server.jobs import queries
-from server.jobs.registry import Job, Outcome, Trigger
-from server.jobs.runner import RunResult, run_job
+from server.jobs.registry import Job, JobStatus, Outcome, Trigger
+from server.jobs.runner import ManualRun, RunResult, lock_key, run_job
 
 S = TypeVar("S")
 
 log = structlog.get_logger("smartstart.jobs")
 
 
-@dataclass(frozen=True, slots=True)
-class LastRun:
-    run_id: str
-    trigger: str
-    outcome: str
-    started_at: datetime
-    finished_at: datetime | None
-    counts: dict[str, Any]
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class JobStatus:
-    name: str
-    cron: str
-    description: str
-    implemented: bool  # False: no body yet, so never scheduled and not runnable
-    scheduler_running: bool
-    next_run: datetime | None
-    last_run: LastRun | None
-
-
 def next_fire(cron: str, after: datetime) -> datetime:
     result: datetime = next(CronSim(cron, after))
     return result
+
+
+def interval(cron: str, at: datetime) -> timedelta:
+    """The time between the schedule's next two starts after `at`."""
+    first = next_fire(cron, at)
+    return next_fire(cron, first) - first
 
 
 class Scheduler(Generic[S]):
@@ -71,8 +54,9 @@ class Scheduler(Generic[S]):
         self._clock = clock
         self._jobs = {job.name: job for job in jobs}
         self._crons: list[Any] = []
-        self._tasks: set[asyncio.Task[RunResult | None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
+        self._since = clock()
 
     @property
     def jobs(self) -> list[Job[S]]:
@@ -131,13 +115,27 @@ class Scheduler(Generic[S]):
         except KeyError:
             raise NotFound(f"no job named {name!r}", metadata={"job": name}) from None
 
-    async def run_now(
-        self, name: str, trigger: Trigger = Trigger.MANUAL, *, triggered_by: str | None = None
-    ) -> RunResult:
-        """Run a job now, under the same lock and recording as a scheduled run."""
+    def runnable(self, name: str) -> Job[S]:
+        """The job, if it has a body (else UNIMPLEMENTED: it is listed, not runnable)."""
         job = self.job(name)
         if job.body is None:
             raise Unimplemented(f"job {name!r} has no body yet", metadata={"job": name})
+        return job
+
+    async def run_now(
+        self,
+        name: str,
+        trigger: Trigger = Trigger.MANUAL,
+        *,
+        triggered_by: str | None = None,
+        manual: ManualRun | None = None,
+    ) -> RunResult:
+        """Run a job now under the job's lock, recorded like a scheduled run. A MANUAL run
+        waits for a run in progress (`manual.lock_wait_s`, DEFAULT_LOCK_WAIT_S by default)."""
+        job = self.runnable(name)
+        if trigger is Trigger.MANUAL and manual is None:
+            manual = ManualRun(lock_wait_s=DEFAULT_LOCK_WAIT_S)
+        assert job.body is not None  # runnable() checked it
         return await run_job(
             self._database,
             self._services,
@@ -146,16 +144,39 @@ class Scheduler(Generic[S]):
             trigger,
             now=self._clock(),
             triggered_by=triggered_by,
+            manual=manual if trigger is Trigger.MANUAL else None,
         )
 
+    def start_manual(
+        self, name: str, *, triggered_by: str | None, manual: ManualRun
+    ) -> asyncio.Task[RunResult]:
+        """A manual run as a task of this scheduler: it outlives the call that started it
+        (RunJob without `wait`), and stop() lets it finish like a scheduled run."""
+        self.runnable(name)
+        task = asyncio.create_task(
+            self.run_now(name, Trigger.MANUAL, triggered_by=triggered_by, manual=manual),
+            name=f"job:{name}:manual",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._manual_done)
+        return task
+
+    def _manual_done(self, task: asyncio.Task[RunResult]) -> None:
+        self._tasks.discard(task)
+        # The caller may have gone (no `wait`, or its deadline passed): log what it missed.
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.info("manual job run ended without running", error=str(error))
+
     async def status(self) -> list[JobStatus]:
-        """Per job: whether it has a body, whether the scheduler runs, the next planned run
-        and the last recorded run."""
-        last = await queries.last_runs(self._database, list(self._jobs))
+        """Per job: whether it has a body, whether the scheduler runs, the next planned run,
+        the last recorded run and success, and whether a replica runs it now."""
+        names = list(self._jobs)
+        last = await queries.last_runs(self._database, names)
+        successes = await queries.last_successes(self._database, names)
+        held = await queries.held_locks(self._database, [lock_key(n) for n in names])
         now = self._clock()
         result: list[JobStatus] = []
         for job in self._jobs.values():
-            row = last.get(job.name)
             scheduled = self.running and job.body is not None
             result.append(
                 JobStatus(
@@ -165,20 +186,18 @@ class Scheduler(Generic[S]):
                     implemented=job.body is not None,
                     scheduler_running=self.running,
                     next_run=next_fire(job.cron, now) if scheduled else None,
-                    last_run=LastRun(
-                        run_id=str(row.id),
-                        trigger=row.trigger,
-                        outcome=row.outcome,
-                        started_at=row.started_at,
-                        finished_at=row.finished_at,
-                        counts=dict(row.counts or {}),
-                        error=row.error,
-                    )
-                    if row is not None
-                    else None,
+                    last_run=last.get(job.name),
+                    last_success=successes.get(job.name),
+                    running=lock_key(job.name) in held,
+                    interval=interval(job.cron, now),
+                    since=self._since,
+                    now=now,
                 )
             )
         return result
 
 
-__all__ = ["JobStatus", "LastRun", "Outcome", "Scheduler", "Trigger"]
+# A manual run waits this long for a run in progress when its call has no deadline.
+DEFAULT_LOCK_WAIT_S = 300.0
+
+__all__ = ["DEFAULT_LOCK_WAIT_S", "JobStatus", "Outcome", "Scheduler", "Trigger"]

@@ -521,3 +521,20 @@ def test_api_error_decodes_retry_info() -> None:
     assert decoded.retry_after_s == 2.5
     assert decoded.request_id == "rid-1"
     assert (decoded.reason, decoded.field_violations, decoded.metadata) == (None, [], {})
+
+
+def test_the_sdk_is_its_own_installed_typed_package() -> None:
+    """`make` installs clients/python as the `smartstart-client` distribution; the server
+    and these tests import the stubs and the SDK from it."""
+    from importlib import metadata
+    from pathlib import Path
+
+    import smartstart.sdk
+
+    dist = metadata.distribution("smartstart-client")
+    assert dist.metadata["Name"] == "smartstart-client"
+    requires = " ".join(dist.requires or [])
+    assert "grpcio" in requires and "protobuf" in requires
+    package = Path(smartstart.sdk.__file__).parent
+    assert (package / "py.typed").is_file()
+    assert "smartstart-client" in (metadata.requires("smartstart-core") or [])

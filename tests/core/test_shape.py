@@ -29,6 +29,8 @@ PURE_MODULES = [
     "server.wallet.reward_fold",
     "server.conversion.domain",
     "server.document.domain",
+    "server.jobs.registry",
+    "server.ops.domain",
 ]
 
 _BLOCKER = """

@@ -221,6 +221,7 @@ class Job(_message.Message):
     NEXT_RUN_AT_FIELD_NUMBER: _builtins.int
     RUNNING_FIELD_NUMBER: _builtins.int
     HEALTHY_FIELD_NUMBER: _builtins.int
+    IMPLEMENTED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Stable name, e.g. `daily_maintenance` (see the service comment for the list)."""
     description: _builtins.str
@@ -232,8 +233,13 @@ class Job(_message.Message):
     running: _builtins.bool
     """Whether a run is in progress now on any replica."""
     healthy: _builtins.bool
-    """False when the last finished run FAILED or the last success is older than twice the
+    """False when the job has no body yet, when the last finished run FAILED, or when the last
+    success (or, before any, the answering server's start) is older than twice the
     schedule interval.
+    """
+    implemented: _builtins.bool
+    """False while the job has no body yet: it is listed but neither scheduled nor runnable
+    (RunJob answers UNIMPLEMENTED).
     """
     @_builtins.property
     def last_run(self) -> Global___JobRun:
@@ -259,10 +265,11 @@ class Job(_message.Message):
         next_run_at: _timestamp_pb2.Timestamp | None = ...,
         running: _builtins.bool = ...,
         healthy: _builtins.bool = ...,
+        implemented: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_run", b"last_run", "last_success_at", b"last_success_at", "next_run_at", b"next_run_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "healthy", b"healthy", "last_run", b"last_run", "last_success_at", b"last_success_at", "name", b"name", "next_run_at", b"next_run_at", "running", b"running", "schedule", b"schedule", "scheduler_running", b"scheduler_running"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "healthy", b"healthy", "implemented", b"implemented", "last_run", b"last_run", "last_success_at", b"last_success_at", "name", b"name", "next_run_at", b"next_run_at", "running", b"running", "schedule", b"schedule", "scheduler_running", b"scheduler_running"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -628,3 +635,158 @@ class UpdateSettingRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateSettingRequest: _TypeAlias = UpdateSettingRequest  # noqa: Y015
+
+@_typing.final
+class GetSystemStatusRequest(_message.Message):
+    """GetSystemStatus input."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSystemStatusRequest: _TypeAlias = GetSystemStatusRequest  # noqa: Y015
+
+@_typing.final
+class ComponentStatus(_message.Message):
+    """One dependency's health."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEALTHY_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    healthy: _builtins.bool
+    """Whether it works."""
+    detail: _builtins.str
+    """What was checked, or what failed (no secrets), at most 500 characters."""
+    def __init__(
+        self,
+        *,
+        healthy: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "healthy", b"healthy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComponentStatus: _TypeAlias = ComponentStatus  # noqa: Y015
+
+@_typing.final
+class IntegrityStatus(_message.Message):
+    """Tamper evidence: the last chain verification and checkpoint, and open incidents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAST_VERIFICATION_FIELD_NUMBER: _builtins.int
+    LAST_CHECKPOINT_AT_FIELD_NUMBER: _builtins.int
+    OPEN_INCIDENTS_FIELD_NUMBER: _builtins.int
+    OLDEST_OPEN_INCIDENT_AT_FIELD_NUMBER: _builtins.int
+    HEALTHY_FIELD_NUMBER: _builtins.int
+    open_incidents: _builtins.int
+    """Detected chain breaks not yet resolved."""
+    healthy: _builtins.bool
+    """False when an incident is open or the last verification FAILED."""
+    @_builtins.property
+    def last_verification(self) -> Global___JobRun:
+        """The most recent `worm_maintenance` run (it verifies the chains); unset when none."""
+
+    @_builtins.property
+    def last_checkpoint_at(self) -> _timestamp_pb2.Timestamp:
+        """When the last signed checkpoint was made; unset when there is none."""
+
+    @_builtins.property
+    def oldest_open_incident_at(self) -> _timestamp_pb2.Timestamp:
+        """When the oldest open incident was detected; unset when none is open."""
+
+    def __init__(
+        self,
+        *,
+        last_verification: Global___JobRun | None = ...,
+        last_checkpoint_at: _timestamp_pb2.Timestamp | None = ...,
+        open_incidents: _builtins.int = ...,
+        oldest_open_incident_at: _timestamp_pb2.Timestamp | None = ...,
+        healthy: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_checkpoint_at", b"last_checkpoint_at", "last_verification", b"last_verification", "oldest_open_incident_at", b"oldest_open_incident_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["healthy", b"healthy", "last_checkpoint_at", b"last_checkpoint_at", "last_verification", b"last_verification", "oldest_open_incident_at", b"oldest_open_incident_at", "open_incidents", b"open_incidents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IntegrityStatus: _TypeAlias = IntegrityStatus  # noqa: Y015
+
+@_typing.final
+class SystemStatus(_message.Message):
+    """The server's health (GetSystemStatus)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEALTHY_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    CHECKED_AT_FIELD_NUMBER: _builtins.int
+    INSTANCE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    DATABASE_FIELD_NUMBER: _builtins.int
+    BLOB_STORE_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
+    INTEGRITY_FIELD_NUMBER: _builtins.int
+    healthy: _builtins.bool
+    """True when every part below is healthy."""
+    instance: _builtins.str
+    """The answering replica (host name and process id)."""
+    version: _builtins.str
+    """The server's version."""
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One line per unhealthy part, e.g. `job worm_maintenance: not implemented`; empty when
+        healthy.
+        """
+
+    @_builtins.property
+    def checked_at(self) -> _timestamp_pb2.Timestamp:
+        """When this status was taken (the answering server's clock)."""
+
+    @_builtins.property
+    def database(self) -> Global___ComponentStatus:
+        """The database: a query round trip."""
+
+    @_builtins.property
+    def blob_store(self) -> Global___ComponentStatus:
+        """The blob store: its folder exists and is writable."""
+
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Job]:
+        """Every job with its health, ordered by name."""
+
+    @_builtins.property
+    def integrity(self) -> Global___IntegrityStatus:
+        """Chains, checkpoints and incidents."""
+
+    def __init__(
+        self,
+        *,
+        healthy: _builtins.bool = ...,
+        problems: _abc.Iterable[_builtins.str] | None = ...,
+        checked_at: _timestamp_pb2.Timestamp | None = ...,
+        instance: _builtins.str = ...,
+        version: _builtins.str = ...,
+        database: Global___ComponentStatus | None = ...,
+        blob_store: Global___ComponentStatus | None = ...,
+        jobs: _abc.Iterable[Global___Job] | None = ...,
+        integrity: Global___IntegrityStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["blob_store", b"blob_store", "checked_at", b"checked_at", "database", b"database", "integrity", b"integrity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_store", b"blob_store", "checked_at", b"checked_at", "database", b"database", "healthy", b"healthy", "instance", b"instance", "integrity", b"integrity", "jobs", b"jobs", "problems", b"problems", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SystemStatus: _TypeAlias = SystemStatus  # noqa: Y015

@@ -91,6 +91,11 @@ class OpsServiceStub:
                 request_serializer=smartstart_dot_ops_dot_v1_dot_ops__service__pb2.UpdateSettingRequest.SerializeToString,
                 response_deserializer=smartstart_dot_ops_dot_v1_dot_ops__service__pb2.Setting.FromString,
                 _registered_method=True)
+        self.GetSystemStatus = channel.unary_unary(
+                '/smartstart.ops.v1.OpsService/GetSystemStatus',
+                request_serializer=smartstart_dot_ops_dot_v1_dot_ops__service__pb2.GetSystemStatusRequest.SerializeToString,
+                response_deserializer=smartstart_dot_ops_dot_v1_dot_ops__service__pb2.SystemStatus.FromString,
+                _registered_method=True)
 
 
 class OpsServiceServicer:
@@ -134,13 +139,18 @@ class OpsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RunJob(self, request, context):
-        """Runs a job now, outside its schedule (audited). By default returns at once with the
-        run in state RUNNING; with `wait` it returns the finished run (bounded by the call's
-        deadline: on DEADLINE_EXCEEDED the run goes on; poll ListJobRuns). A daily job whose
-        day is already done finishes as SKIPPED. Caller: `admin` or `system`.
-        Errors: NOT_FOUND (unknown job); FAILED_PRECONDITION reason INVALID_STATE (a run of
-        this job is in progress on some replica; ErrorInfo metadata `run_id` names it);
-        ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+        """Runs a job now, outside its schedule (audited). A manual run never overlaps another
+        run of the same job: when one is in progress on any replica, this call waits for it to
+        end (the job's database lock), bounded by the call's deadline (5 minutes without one),
+        and then runs; a daily job whose day is already done then finishes as SKIPPED, so a
+        manual run racing the schedule does the day's work once. By default the call returns as
+        soon as the run has started, in state RUNNING; with `wait` it returns the finished run
+        (bounded by the call's deadline: on DEADLINE_EXCEEDED once started, the run goes on;
+        poll ListJobRuns). Caller: `admin` or `system`.
+        Errors: NOT_FOUND (unknown job); UNIMPLEMENTED reason NOT_IMPLEMENTED (the job has no
+        body yet: `Job.implemented` is false; metadata `job`); FAILED_PRECONDITION reason
+        INVALID_STATE (the run in progress did not end in time; ErrorInfo metadata `run_id`
+        names it when it is recorded); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,11 +180,23 @@ class OpsServiceServicer:
 
     def UpdateSetting(self, request, context):
         """Changes a setting's `value` and/or `description` (audited with old and new value). The
-        set of keys is fixed by the server: this never creates one. Replicas pick the new value
-        up within their settings cache refresh interval (seconds). Caller: `admin`.
+        set of keys is fixed by the server: this never creates one. The answering server
+        process uses the new value at once; every other process and replica within its
+        settings cache interval (`SMARTSTART_SETTINGS_TTL_S`, 30 s by default). Caller: `admin`.
         Errors: NOT_FOUND (unknown key); INVALID_ARGUMENT (empty mask, other paths, a value of
         the wrong type or outside the setting's range); ABORTED reason CONCURRENT_MODIFICATION
         (`setting.etag` given and stale: re-read and retry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSystemStatus(self, request, context):
+        """The server's health in one answer, what an operator checks first: the database (a
+        query), the blob store (its folder exists and is writable), every job's health, the
+        last chain verification and checkpoint, and the open integrity incidents. Always OK when
+        the call itself gets through: read `healthy` and `problems`. Caller: `admin` or `system`
+        (it names internal state; liveness without a token is `grpc.health.v1.Health`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -217,6 +239,11 @@ def add_OpsServiceServicer_to_server(servicer, server):
                     servicer.UpdateSetting,
                     request_deserializer=smartstart_dot_ops_dot_v1_dot_ops__service__pb2.UpdateSettingRequest.FromString,
                     response_serializer=smartstart_dot_ops_dot_v1_dot_ops__service__pb2.Setting.SerializeToString,
+            ),
+            'GetSystemStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSystemStatus,
+                    request_deserializer=smartstart_dot_ops_dot_v1_dot_ops__service__pb2.GetSystemStatusRequest.FromString,
+                    response_serializer=smartstart_dot_ops_dot_v1_dot_ops__service__pb2.SystemStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +457,33 @@ class OpsService:
             '/smartstart.ops.v1.OpsService/UpdateSetting',
             smartstart_dot_ops_dot_v1_dot_ops__service__pb2.UpdateSettingRequest.SerializeToString,
             smartstart_dot_ops_dot_v1_dot_ops__service__pb2.Setting.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSystemStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartstart.ops.v1.OpsService/GetSystemStatus',
+            smartstart_dot_ops_dot_v1_dot_ops__service__pb2.GetSystemStatusRequest.SerializeToString,
+            smartstart_dot_ops_dot_v1_dot_ops__service__pb2.SystemStatus.FromString,
             options,
             channel_credentials,
             insecure,

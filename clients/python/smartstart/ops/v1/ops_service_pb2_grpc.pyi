@@ -62,13 +62,18 @@ class OpsServiceStub:
     next run. Caller: `admin` or `system`. Errors: NOT_FOUND (unknown job name).
     """
     RunJob: _grpc.UnaryUnaryMultiCallable[_ops_service_pb2.RunJobRequest, _ops_service_pb2.JobRun]
-    """Runs a job now, outside its schedule (audited). By default returns at once with the
-    run in state RUNNING; with `wait` it returns the finished run (bounded by the call's
-    deadline: on DEADLINE_EXCEEDED the run goes on; poll ListJobRuns). A daily job whose
-    day is already done finishes as SKIPPED. Caller: `admin` or `system`.
-    Errors: NOT_FOUND (unknown job); FAILED_PRECONDITION reason INVALID_STATE (a run of
-    this job is in progress on some replica; ErrorInfo metadata `run_id` names it);
-    ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+    """Runs a job now, outside its schedule (audited). A manual run never overlaps another
+    run of the same job: when one is in progress on any replica, this call waits for it to
+    end (the job's database lock), bounded by the call's deadline (5 minutes without one),
+    and then runs; a daily job whose day is already done then finishes as SKIPPED, so a
+    manual run racing the schedule does the day's work once. By default the call returns as
+    soon as the run has started, in state RUNNING; with `wait` it returns the finished run
+    (bounded by the call's deadline: on DEADLINE_EXCEEDED once started, the run goes on;
+    poll ListJobRuns). Caller: `admin` or `system`.
+    Errors: NOT_FOUND (unknown job); UNIMPLEMENTED reason NOT_IMPLEMENTED (the job has no
+    body yet: `Job.implemented` is false; metadata `job`); FAILED_PRECONDITION reason
+    INVALID_STATE (the run in progress did not end in time; ErrorInfo metadata `run_id`
+    names it when it is recorded); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
     """
     ListJobRuns: _grpc.UnaryUnaryMultiCallable[_ops_service_pb2.ListJobRunsRequest, _ops_service_pb2.ListJobRunsResponse]
     """Lists recorded job runs, newest first. Caller: `admin` or `system`.
@@ -80,11 +85,19 @@ class OpsServiceStub:
     """One setting. Caller: `admin` or `system`. Errors: NOT_FOUND (unknown key)."""
     UpdateSetting: _grpc.UnaryUnaryMultiCallable[_ops_service_pb2.UpdateSettingRequest, _ops_service_pb2.Setting]
     """Changes a setting's `value` and/or `description` (audited with old and new value). The
-    set of keys is fixed by the server: this never creates one. Replicas pick the new value
-    up within their settings cache refresh interval (seconds). Caller: `admin`.
+    set of keys is fixed by the server: this never creates one. The answering server
+    process uses the new value at once; every other process and replica within its
+    settings cache interval (`SMARTSTART_SETTINGS_TTL_S`, 30 s by default). Caller: `admin`.
     Errors: NOT_FOUND (unknown key); INVALID_ARGUMENT (empty mask, other paths, a value of
     the wrong type or outside the setting's range); ABORTED reason CONCURRENT_MODIFICATION
     (`setting.etag` given and stale: re-read and retry).
+    """
+    GetSystemStatus: _grpc.UnaryUnaryMultiCallable[_ops_service_pb2.GetSystemStatusRequest, _ops_service_pb2.SystemStatus]
+    """The server's health in one answer, what an operator checks first: the database (a
+    query), the blob store (its folder exists and is writable), every job's health, the
+    last chain verification and checkpoint, and the open integrity incidents. Always OK when
+    the call itself gets through: read `healthy` and `problems`. Caller: `admin` or `system`
+    (it names internal state; liveness without a token is `grpc.health.v1.Health`).
     """
 
 @_typing.type_check_only
@@ -121,13 +134,18 @@ class OpsServiceAsyncStub(OpsServiceStub):
     next run. Caller: `admin` or `system`. Errors: NOT_FOUND (unknown job name).
     """
     RunJob: _aio.UnaryUnaryMultiCallable[_ops_service_pb2.RunJobRequest, _ops_service_pb2.JobRun]  # type: ignore[assignment]
-    """Runs a job now, outside its schedule (audited). By default returns at once with the
-    run in state RUNNING; with `wait` it returns the finished run (bounded by the call's
-    deadline: on DEADLINE_EXCEEDED the run goes on; poll ListJobRuns). A daily job whose
-    day is already done finishes as SKIPPED. Caller: `admin` or `system`.
-    Errors: NOT_FOUND (unknown job); FAILED_PRECONDITION reason INVALID_STATE (a run of
-    this job is in progress on some replica; ErrorInfo metadata `run_id` names it);
-    ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+    """Runs a job now, outside its schedule (audited). A manual run never overlaps another
+    run of the same job: when one is in progress on any replica, this call waits for it to
+    end (the job's database lock), bounded by the call's deadline (5 minutes without one),
+    and then runs; a daily job whose day is already done then finishes as SKIPPED, so a
+    manual run racing the schedule does the day's work once. By default the call returns as
+    soon as the run has started, in state RUNNING; with `wait` it returns the finished run
+    (bounded by the call's deadline: on DEADLINE_EXCEEDED once started, the run goes on;
+    poll ListJobRuns). Caller: `admin` or `system`.
+    Errors: NOT_FOUND (unknown job); UNIMPLEMENTED reason NOT_IMPLEMENTED (the job has no
+    body yet: `Job.implemented` is false; metadata `job`); FAILED_PRECONDITION reason
+    INVALID_STATE (the run in progress did not end in time; ErrorInfo metadata `run_id`
+    names it when it is recorded); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
     """
     ListJobRuns: _aio.UnaryUnaryMultiCallable[_ops_service_pb2.ListJobRunsRequest, _ops_service_pb2.ListJobRunsResponse]  # type: ignore[assignment]
     """Lists recorded job runs, newest first. Caller: `admin` or `system`.
@@ -139,11 +157,19 @@ class OpsServiceAsyncStub(OpsServiceStub):
     """One setting. Caller: `admin` or `system`. Errors: NOT_FOUND (unknown key)."""
     UpdateSetting: _aio.UnaryUnaryMultiCallable[_ops_service_pb2.UpdateSettingRequest, _ops_service_pb2.Setting]  # type: ignore[assignment]
     """Changes a setting's `value` and/or `description` (audited with old and new value). The
-    set of keys is fixed by the server: this never creates one. Replicas pick the new value
-    up within their settings cache refresh interval (seconds). Caller: `admin`.
+    set of keys is fixed by the server: this never creates one. The answering server
+    process uses the new value at once; every other process and replica within its
+    settings cache interval (`SMARTSTART_SETTINGS_TTL_S`, 30 s by default). Caller: `admin`.
     Errors: NOT_FOUND (unknown key); INVALID_ARGUMENT (empty mask, other paths, a value of
     the wrong type or outside the setting's range); ABORTED reason CONCURRENT_MODIFICATION
     (`setting.etag` given and stale: re-read and retry).
+    """
+    GetSystemStatus: _aio.UnaryUnaryMultiCallable[_ops_service_pb2.GetSystemStatusRequest, _ops_service_pb2.SystemStatus]  # type: ignore[assignment]
+    """The server's health in one answer, what an operator checks first: the database (a
+    query), the blob store (its folder exists and is writable), every job's health, the
+    last chain verification and checkpoint, and the open integrity incidents. Always OK when
+    the call itself gets through: read `healthy` and `problems`. Caller: `admin` or `system`
+    (it names internal state; liveness without a token is `grpc.health.v1.Health`).
     """
 
 class OpsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -195,13 +221,18 @@ class OpsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ops_service_pb2.RunJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ops_service_pb2.JobRun, _abc.Awaitable[_ops_service_pb2.JobRun]]:
-        """Runs a job now, outside its schedule (audited). By default returns at once with the
-        run in state RUNNING; with `wait` it returns the finished run (bounded by the call's
-        deadline: on DEADLINE_EXCEEDED the run goes on; poll ListJobRuns). A daily job whose
-        day is already done finishes as SKIPPED. Caller: `admin` or `system`.
-        Errors: NOT_FOUND (unknown job); FAILED_PRECONDITION reason INVALID_STATE (a run of
-        this job is in progress on some replica; ErrorInfo metadata `run_id` names it);
-        ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+        """Runs a job now, outside its schedule (audited). A manual run never overlaps another
+        run of the same job: when one is in progress on any replica, this call waits for it to
+        end (the job's database lock), bounded by the call's deadline (5 minutes without one),
+        and then runs; a daily job whose day is already done then finishes as SKIPPED, so a
+        manual run racing the schedule does the day's work once. By default the call returns as
+        soon as the run has started, in state RUNNING; with `wait` it returns the finished run
+        (bounded by the call's deadline: on DEADLINE_EXCEEDED once started, the run goes on;
+        poll ListJobRuns). Caller: `admin` or `system`.
+        Errors: NOT_FOUND (unknown job); UNIMPLEMENTED reason NOT_IMPLEMENTED (the job has no
+        body yet: `Job.implemented` is false; metadata `job`); FAILED_PRECONDITION reason
+        INVALID_STATE (the run in progress did not end in time; ErrorInfo metadata `run_id`
+        names it when it is recorded); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
         """
 
     @_abc_1.abstractmethod
@@ -237,11 +268,25 @@ class OpsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ops_service_pb2.Setting, _abc.Awaitable[_ops_service_pb2.Setting]]:
         """Changes a setting's `value` and/or `description` (audited with old and new value). The
-        set of keys is fixed by the server: this never creates one. Replicas pick the new value
-        up within their settings cache refresh interval (seconds). Caller: `admin`.
+        set of keys is fixed by the server: this never creates one. The answering server
+        process uses the new value at once; every other process and replica within its
+        settings cache interval (`SMARTSTART_SETTINGS_TTL_S`, 30 s by default). Caller: `admin`.
         Errors: NOT_FOUND (unknown key); INVALID_ARGUMENT (empty mask, other paths, a value of
         the wrong type or outside the setting's range); ABORTED reason CONCURRENT_MODIFICATION
         (`setting.etag` given and stale: re-read and retry).
+        """
+
+    @_abc_1.abstractmethod
+    def GetSystemStatus(
+        self,
+        request: _ops_service_pb2.GetSystemStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ops_service_pb2.SystemStatus, _abc.Awaitable[_ops_service_pb2.SystemStatus]]:
+        """The server's health in one answer, what an operator checks first: the database (a
+        query), the blob store (its folder exists and is writable), every job's health, the
+        last chain verification and checkpoint, and the open integrity incidents. Always OK when
+        the call itself gets through: read `healthy` and `problems`. Caller: `admin` or `system`
+        (it names internal state; liveness without a token is `grpc.health.v1.Health`).
         """
 
 def add_OpsServiceServicer_to_server(servicer: OpsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
