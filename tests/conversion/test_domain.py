@@ -82,15 +82,23 @@ def test_plan_conversion_locks_only_what_is_needed() -> None:
     assert plan_conversion(10_000, 100) == ConversionPlan(granted_bp=100, buz_locked=10_000)
 
 
-@pytest.mark.parametrize("buz", [0, -5, 99])
-def test_plan_conversion_below_minimum_states_it(buz: int) -> None:
+@pytest.mark.parametrize(("buz", "rate", "minimum"), [(99, 100, 100), (1, 333, 31), (3333, 3, 3334)])
+def test_plan_conversion_below_minimum_states_it(buz: int, rate: int, minimum: int) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        plan_conversion(buz, rate)
+    assert caught.value.effective_reason is Reason.BELOW_MINIMUM
+    assert caught.value.violations[0].field == "buz_amount"
+    assert caught.value.metadata == {"min_buz_amount": str(minimum)}
+    assert f"minimum is {minimum} BUZ" in caught.value.message
+
+
+@pytest.mark.parametrize("buz", [0, -5])
+def test_plan_conversion_refuses_a_non_positive_amount(buz: int) -> None:
     with pytest.raises(InvalidArgument) as caught:
         plan_conversion(buz, 100)
-    assert caught.value.effective_reason is Reason.BELOW_MINIMUM
-    assert caught.value.violations[0].field == "buz"
-    if buz > 0:
-        assert caught.value.metadata == {"min_buz": "100"}
-        assert "minimum is 100 BUZ" in caught.value.message
+    assert caught.value.effective_reason is Reason.INVALID_ARGUMENT
+    assert caught.value.violations[0].field == "buz_amount"
+    assert caught.value.metadata == {}
 
 
 rates = st.integers(1, 10_000)
