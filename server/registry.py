@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc.aio
 
+from server.conversion import servicer as conversion_servicer
 from server.profile import servicer as profile_servicer
 from server.services import Services
 from server.wallet import servicer as wallet_servicer
@@ -34,6 +35,7 @@ def servicers(server: grpc.aio.Server, services: Services) -> list[str]:
     return [
         *profile_servicer.register(server, services.profile),
         *wallet_servicer.register(server, services.wallet),
+        *conversion_servicer.register(server, services.conversion),
     ]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from server.config import Settings
+from server.conversion.service import ConversionService
 from server.core.clock import Clock, system_clock
 from server.core.pagination import PageTokens
 from server.core.params_cache import Parameters
@@ -46,6 +47,7 @@ class Services:
     deps: Deps
     profile: ProfileService
     wallet: WalletService
+    conversion: ConversionService
     scheduler: Scheduler[Services] = field(init=False)
     # Awaited once the server has stopped taking calls (batchers finishing their work).
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -63,7 +65,12 @@ def jobs() -> tuple[Job[Services], ...]:
             run_key=utc_date_key,
         ),
         Job(BADGE_EVALUATION, "0 * * * *", None, "rule-based badge awards"),
-        Job(CONVERSION_WINDOWS, "*/15 * * * *", None, "conversion window transitions"),
+        Job(
+            CONVERSION_WINDOWS,
+            "*/15 * * * *",
+            lambda ctx: ctx.services.conversion.run_windows_job(ctx),
+            "conversion window transitions, next-quarter window",
+        ),
         Job(WORM_MAINTENANCE, "*/5 * * * *", None, "chain verification, checkpoints"),
     )
 
@@ -79,6 +86,9 @@ def build_services(deps: Deps) -> Services:
         profile=ProfileService(deps.database, deps.params, clock=deps.clock, **batching),
         wallet=WalletService(
             deps.database, deps.params, deps.page_tokens, clock=deps.clock, **batching
+        ),
+        conversion=ConversionService(
+            deps.database, deps.params, deps.page_tokens, clock=deps.clock
         ),
     )
     services.on_stop += [services.profile.reads.drain, services.wallet.rewards.drain]

@@ -32,6 +32,8 @@ MAX_DESCRIPTION_LENGTH = 2000
 MAX_LABEL_LENGTH = 100
 MAX_NOTE_LENGTH = 2000
 MAX_REASON_LENGTH = 500
+# Idempotency scopes are per RPC (server/core/idempotency.py scope_for).
+RPC = "smartstart.conversion.v1.ConversionService"
 # created_by of the windows the conversion_windows job schedules (one per quarter).
 JOB_CREATOR = "job:conversion_windows"
 

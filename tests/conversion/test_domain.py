@@ -82,7 +82,9 @@ def test_plan_conversion_locks_only_what_is_needed() -> None:
     assert plan_conversion(10_000, 100) == ConversionPlan(granted_bp=100, buz_locked=10_000)
 
 
-@pytest.mark.parametrize(("buz", "rate", "minimum"), [(99, 100, 100), (1, 333, 31), (3333, 3, 3334)])
+@pytest.mark.parametrize(
+    ("buz", "rate", "minimum"), [(99, 100, 100), (1, 333, 31), (3333, 3, 3334)]
+)
 def test_plan_conversion_below_minimum_states_it(buz: int, rate: int, minimum: int) -> None:
     with pytest.raises(InvalidArgument) as caught:
         plan_conversion(buz, rate)
