@@ -4,7 +4,7 @@ ventures and windows made through the API, ledger checks."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -76,9 +76,15 @@ class Api:
     board: Metadata
     admin: Metadata
     system: Metadata
+    clock: Callable[[], datetime]  # the server's, for windows that open "now"
 
     @classmethod
-    def over(cls, channel: grpc.aio.Channel, mint: MintToken) -> Api:
+    def over(
+        cls,
+        channel: grpc.aio.Channel,
+        mint: MintToken,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> Api:
         return cls(
             conv=pb_grpc.ConversionServiceStub(channel),
             wallet=wallet_grpc.WalletServiceStub(channel),
@@ -86,6 +92,7 @@ class Api:
             board=bearer(mint(BOARD, roles=("board",))),
             admin=bearer(mint(ADMIN, roles=("admin",))),
             system=bearer(mint(SYSTEM, roles=("system",))),
+            clock=clock,
         )
 
     def user(self, user_id: uuid.UUID | str) -> Metadata:
@@ -127,7 +134,7 @@ class Api:
         label: str = "test window",
     ) -> pb.Window:
         """A window; by default one that opens at once and closes in 30 days."""
-        now = datetime.now(UTC)
+        now = self.clock()
         request = pb.CreateWindowRequest(
             label=label,
             opens_at=ts(opens_at or now),

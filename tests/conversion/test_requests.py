@@ -219,7 +219,7 @@ async def test_a_closed_or_finalized_window_takes_no_request(
     clock = Clock(datetime.now(UTC))
     running = await server_factory(clock=clock)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        api = Api.over(channel, mint_token)
+        api = Api.over(channel, mint_token, clock)
         user = await _funded(db, api, 2000)
         venture = await api.venture()
         window = await api.window(100, opens_at=clock.now, closes_at=clock.now + timedelta(hours=1))

@@ -35,9 +35,9 @@ async def running(server_factory: ServerFactory, clock: Clock) -> RunningServer:
 
 
 @pytest.fixture
-async def api(running: RunningServer, mint_token: MintToken) -> AsyncIterator[Api]:
+async def api(running: RunningServer, mint_token: MintToken, clock: Clock) -> AsyncIterator[Api]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        yield Api.over(channel, mint_token)
+        yield Api.over(channel, mint_token, clock)
 
 
 def _create(label: str, opens: datetime, closes: datetime, **kw: int) -> pb.CreateWindowRequest:
