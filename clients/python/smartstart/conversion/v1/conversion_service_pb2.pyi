@@ -779,10 +779,10 @@ class DefaultRate(_message.Message):
     equity_rate_bps: _builtins.int
     """Basis points of venture equity per 10,000 BUZ, 1..10,000 (default 100)."""
     updated_by: _builtins.str
-    """Who last changed it (user id); empty while it has its default."""
+    """Who last set it: a user id, or `migration` for the seeded default."""
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp:
-        """When the board (or an admin) last changed it; unset while it has its default."""
+        """When it was last set (the seeding migration's time until someone changes it)."""
 
     def __init__(
         self,
