@@ -222,3 +222,16 @@ async def assert_books_balance(db: Database, *user_ids: uuid.UUID) -> None:
             )
         ).all()
     assert mismatched == []
+
+
+async def every_page(
+    call: Callable[..., Awaitable[Any]], request: Any, field: str, metadata: Metadata
+) -> list[Any]:
+    """Every item of a paged list (`field` of each page), following next_page_token."""
+    items: list[Any] = []
+    while True:
+        page = await call(request, metadata=metadata)
+        items += list(getattr(page, field))
+        if not page.next_page_token:
+            return items
+        request.page_token = page.next_page_token

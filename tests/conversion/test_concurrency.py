@@ -10,37 +10,20 @@ import asyncio
 import random
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable
+from datetime import timedelta
 from typing import Any
 
 import grpc
 import grpc.aio
-import pytest
 from smartstart.conversion.v1 import conversion_service_pb2 as pb
 from sqlalchemy import text
 
 from server.app import RunningServer
 from server.db.session import Database
 from tests.conversion.support import Api, Clock, assert_books_balance, scalar
-from tests.fixtures_server import MintToken, ServerFactory, error_info
+from tests.fixtures_server import error_info
 from tests.wallet.support import make_user
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(datetime.now(UTC))
-
-
-@pytest.fixture
-async def running(server_factory: ServerFactory, clock: Clock) -> RunningServer:
-    return await server_factory(clock=clock)
-
-
-@pytest.fixture
-async def api(running: RunningServer, mint_token: MintToken, clock: Clock) -> AsyncIterator[Api]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        yield Api.over(channel, mint_token, clock)
 
 
 async def _outcome(call: Awaitable[Any]) -> Any:

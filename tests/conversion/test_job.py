@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
-import grpc.aio
 import pytest
 from smartstart.conversion.v1 import conversion_service_pb2 as pb
 from sqlalchemy import text
@@ -22,7 +19,7 @@ from server.db.session import Database
 from server.jobs.registry import JobContext, Outcome, Trigger
 from server.services import CONVERSION_WINDOWS
 from tests.conversion.support import Api, Clock, scalar, ts
-from tests.fixtures_server import MintToken, ServerFactory
+from tests.fixtures_server import ServerFactory
 
 JOB = "job:conversion_windows"
 NOTHING = {"opened": 0, "closed": 0, "scheduled": 0, "failed": 0}
@@ -35,17 +32,6 @@ def utc(*args: int) -> datetime:
 @pytest.fixture
 def clock() -> Clock:
     return Clock(utc(2026, 12, 31, 23, 50))
-
-
-@pytest.fixture
-async def running(server_factory: ServerFactory, clock: Clock) -> RunningServer:
-    return await server_factory(clock=clock)
-
-
-@pytest.fixture
-async def api(running: RunningServer, mint_token: MintToken, clock: Clock) -> AsyncIterator[Api]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        yield Api.over(channel, mint_token, clock)
 
 
 async def _windows(db: Database) -> dict[str, tuple[str, str, int, str]]:

@@ -16,7 +16,15 @@ from smartstart.wallet.v1 import wallet_service_pb2 as wallet_pb
 from sqlalchemy import text
 
 from server.db.session import Database
-from tests.conversion.support import BOARD, Api, Clock, assert_books_balance, fails, scalar
+from tests.conversion.support import (
+    BOARD,
+    Api,
+    Clock,
+    assert_books_balance,
+    every_page,
+    fails,
+    scalar,
+)
 from tests.fixtures_server import MintToken, ServerFactory, rpc_status_of
 from tests.wallet.support import as_superuser, make_user
 
@@ -24,11 +32,6 @@ FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 ALREADY_EXISTS = grpc.StatusCode.ALREADY_EXISTS
-
-
-@pytest.fixture
-def api(channel: grpc.aio.Channel, mint_token: MintToken) -> Api:
-    return Api.over(channel, mint_token)
 
 
 async def _funded(db: Database, api: Api, buz: int = 10_000, **user: Any) -> uuid.UUID:
@@ -383,17 +386,13 @@ async def test_listing_conversions(db: Database, api: Api) -> None:
     def ids(conversions: Any) -> list[str]:
         return [c.id for c in conversions]
 
-    pages: list[str] = []
-    token = ""
-    while True:
-        page = await api.conv.ListMyConversions(
-            pb.ListMyConversionsRequest(page_size=3, page_token=token), metadata=api.user(alice)
-        )
-        pages += ids(page.conversions)
-        token = page.next_page_token
-        if not token:
-            break
-    assert pages == ids(reversed(mine))  # newest first, only the caller's
+    pages = await every_page(
+        api.conv.ListMyConversions,
+        pb.ListMyConversionsRequest(page_size=3),
+        "conversions",
+        api.user(alice),
+    )
+    assert ids(pages) == ids(reversed(mine))  # newest first, only the caller's
     pending = await api.conv.ListMyConversions(
         pb.ListMyConversionsRequest(window_id=window.id, statuses=[pb.CONVERSION_STATUS_PENDING]),
         metadata=api.user(alice),

@@ -7,23 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import grpc.aio
-import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from smartstart.conversion.v1 import conversion_service_pb2 as pb
 from smartstart.wallet.v1 import wallet_service_pb2 as wallet_pb
 
 from server.db.session import Database
-from tests.conversion.support import Api, assert_books_balance, fails, scalar, ts
-from tests.fixtures_server import MintToken
+from tests.conversion.support import Api, assert_books_balance, every_page, fails, scalar, ts
 from tests.wallet.support import make_user
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 ALREADY_EXISTS = grpc.StatusCode.ALREADY_EXISTS
-
-
-@pytest.fixture
-def api(channel: grpc.aio.Channel, mint_token: MintToken) -> Api:
-    return Api.over(channel, mint_token)
 
 
 def _create(
@@ -105,17 +98,10 @@ async def test_list_ventures_by_name(api: Api) -> None:
     for name in names:
         await api.conv.CreateVenture(_create(name), metadata=api.board)
     reader = api.user(uuid.uuid4())
-    seen: list[str] = []
-    token = ""
-    while True:
-        page = await api.conv.ListVentures(
-            pb.ListVenturesRequest(page_size=2, page_token=token), metadata=reader
-        )
-        seen += [v.name for v in page.ventures]
-        token = page.next_page_token
-        if not token:
-            break
-    assert seen == ["Alpha", "bravo", "charlie", "delta", "echo"]
+    seen = await every_page(
+        api.conv.ListVentures, pb.ListVenturesRequest(page_size=2), "ventures", reader
+    )
+    assert [v.name for v in seen] == ["Alpha", "bravo", "charlie", "delta", "echo"]
     await fails(
         api.conv.ListVentures(pb.ListVenturesRequest(page_size=-1), metadata=reader),
         INVALID_ARGUMENT,
@@ -218,18 +204,11 @@ async def test_cap_table_largest_holding_first(db: Database, api: Api) -> None:
     await api.fund(pending, 1000)
     await api.request(pending, window, venture, 1000)  # PENDING: not in the cap table
 
-    entries: list[pb.CapTableEntry] = []
-    token = ""
-    while True:
-        table = await api.conv.GetCapTable(
-            pb.GetCapTableRequest(venture_id=venture.id, page_size=2, page_token=token),
-            metadata=api.admin,
-        )
-        assert (table.granted_bps, table.holder_count, table.conversion_pool_bps) == (95, 4, 1000)
-        entries += table.entries
-        token = table.next_page_token
-        if not token:
-            break
+    request = pb.GetCapTableRequest(venture_id=venture.id, page_size=2)
+    entries = await every_page(api.conv.GetCapTable, request, "entries", api.admin)
+    last = await api.conv.GetCapTable(request, metadata=api.admin)  # the totals on any page
+    assert (last.granted_bps, last.holder_count, last.conversion_pool_bps) == (95, 4, 1000)
+    assert [e.user_id for e in last.entries] == [e.user_id for e in entries[2:]]
     expected = sorted(holdings, key=lambda u: (-holdings[u], str(u)))
     assert [e.user_id for e in entries] == [str(u) for u in expected]
     assert [e.granted_bps for e in entries] == [50, 30, 10, 5]

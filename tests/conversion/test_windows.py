@@ -5,7 +5,6 @@ board's default rate."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -15,8 +14,16 @@ from smartstart.conversion.v1 import conversion_service_pb2 as pb
 
 from server.app import RunningServer
 from server.db.session import Database
-from tests.conversion.support import BOARD, Api, Clock, assert_books_balance, fails, scalar, ts
-from tests.fixtures_server import MintToken, ServerFactory
+from tests.conversion.support import (
+    BOARD,
+    Api,
+    Clock,
+    assert_books_balance,
+    every_page,
+    fails,
+    scalar,
+    ts,
+)
 from tests.wallet.support import make_user
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
@@ -27,17 +34,6 @@ T0 = datetime(2027, 2, 10, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def clock() -> Clock:
     return Clock(T0)
-
-
-@pytest.fixture
-async def running(server_factory: ServerFactory, clock: Clock) -> RunningServer:
-    return await server_factory(clock=clock)
-
-
-@pytest.fixture
-async def api(running: RunningServer, mint_token: MintToken, clock: Clock) -> AsyncIterator[Api]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        yield Api.over(channel, mint_token, clock)
 
 
 def _create(label: str, opens: datetime, closes: datetime, **kw: int) -> pb.CreateWindowRequest:
@@ -171,17 +167,10 @@ async def test_list_windows_by_status_latest_first(db: Database, api: Api) -> No
             )
         )
     reader = api.user(uuid.uuid4())
-    seen: list[str] = []
-    token = ""
-    while True:
-        page = await api.conv.ListWindows(
-            pb.ListWindowsRequest(page_size=2, page_token=token), metadata=reader
-        )
-        seen += [w.id for w in page.windows]
-        token = page.next_page_token
-        if not token:
-            break
-    assert seen == [w.id for w in reversed(made)]
+    seen = await every_page(
+        api.conv.ListWindows, pb.ListWindowsRequest(page_size=2), "windows", reader
+    )
+    assert [w.id for w in seen] == [w.id for w in reversed(made)]
     scheduled = await api.conv.ListWindows(
         pb.ListWindowsRequest(statuses=[pb.WINDOW_STATUS_SCHEDULED]), metadata=reader
     )
