@@ -363,12 +363,8 @@ class ConversionCases:
                 before=before,
                 limit=size + 1,
             )
-        more = len(found) > size
-        found = found[:size]
-        last = found[-1] if found else None
-        token = (
-            self._tokens.encode([last.created_at.isoformat(), str(last.id)], filters)
-            if more and last
-            else ""
+        return Page(
+            *self._tokens.page(
+                found, size, lambda c: [c.created_at.isoformat(), str(c.id)], filters
+            )
         )
-        return Page(found, token)

@@ -149,11 +149,7 @@ class VentureCases:
         after = (str(keyset[0]), uuid.UUID(keyset[1])) if keyset else None
         async with self._db.transaction() as session:
             ventures = await queries.list_ventures(session, after=after, limit=size + 1)
-        more = len(ventures) > size
-        ventures = ventures[:size]
-        last = ventures[-1] if ventures else None
-        token = self._tokens.encode([last.name, str(last.id)], "ventures") if more and last else ""
-        return Page(ventures, token)
+        return Page(*self._tokens.page(ventures, size, lambda v: [v.name, str(v.id)], "ventures"))
 
     async def get_cap_table(
         self, ctx: RequestContext, *, venture_id: str, page_size_requested: int, page_token: str
@@ -169,20 +165,16 @@ class VentureCases:
             holders = await request_queries.cap_table_holders(
                 session, target, after=after, limit=size + 1
             )
-        more = len(holders) > size
-        holders = holders[:size]
-        last = holders[-1] if holders else None
-        token = (
-            self._tokens.encode([last.granted_bps, str(last.user_id)], filters)
-            if more and last
-            else ""
-        )
         return CapTableView(
             venture_id=target,
             pool_bps=venture.pool_bps,
             granted_bps=granted,
             holder_count=holder_count,
-            holders=Page(holders, token),
+            holders=Page(
+                *self._tokens.page(
+                    holders, size, lambda h: [h.granted_bps, str(h.user_id)], filters
+                )
+            ),
         )
 
 

@@ -198,15 +198,9 @@ class WindowCases:
             found = await queries.list_windows(
                 session, statuses=wanted, before=before, limit=size + 1
             )
-        more = len(found) > size
-        found = found[:size]
-        last = found[-1] if found else None
-        token = (
-            self._tokens.encode([last.opens_at.isoformat(), str(last.id)], filters)
-            if more and last
-            else ""
+        return Page(
+            *self._tokens.page(found, size, lambda w: [w.opens_at.isoformat(), str(w.id)], filters)
         )
-        return Page(found, token)
 
     async def active_windows(self, ctx: RequestContext) -> list[WindowView]:
         async with self._db.transaction() as session:
