@@ -28,6 +28,7 @@ from server.conversion.domain import (
     Page,
     RequestStatus,
     WindowStatus,
+    check_buz_amount,
     check_gates,
     invalid_state,
     plan_conversion,
@@ -101,8 +102,7 @@ class ConversionCases:
         request_key(request_id)
         window_ref = parse_uuid(window_id, "window_id")
         venture_ref = parse_uuid(venture_id, "venture_id")
-        if buz_amount <= 0:
-            raise InvalidArgument.field("buz_amount", "must be positive")
+        check_buz_amount(buz_amount)
         me = caller_id(ctx)
         scope = idempotency.scope_for(f"{RPC}/RequestConversion", ctx.actor_id)
         params, now = await self._params.current(), self._clock()

@@ -75,6 +75,13 @@ def min_buz_for_one_bp(rate_bps: int) -> int:
     return buz_to_lock(1, rate_bps)
 
 
+def check_buz_amount(requested_buz: int) -> int:
+    """N, the BUZ a request asks to convert, must be positive (else a malformed field)."""
+    if requested_buz <= 0:
+        raise InvalidArgument.field("buz_amount", "must be positive")
+    return requested_buz
+
+
 @dataclass(frozen=True, slots=True)
 class ConversionPlan:
     granted_bp: int
@@ -88,8 +95,7 @@ def plan_conversion(requested_buz: int, rate_bps: int) -> ConversionPlan:
     reason BELOW_MINIMUM, ErrorInfo metadata `min_buz_amount` = ceil(10,000 / rate) and a
     BadRequest field violation on `buz_amount` (the contract's names).
     """
-    if requested_buz <= 0:
-        raise InvalidArgument.field("buz_amount", "must be positive")
+    check_buz_amount(requested_buz)
     bp = granted_bp(requested_buz, rate_bps)
     if bp == 0:
         minimum = min_buz_for_one_bp(rate_bps)
