@@ -18,7 +18,10 @@ from server.core.params_cache import Parameters
 from server.db.session import Database
 from server.jobs.registry import Job, utc_date_key
 from server.jobs.scheduler import Scheduler
+from server.profile.activity import ActivityService
+from server.profile.reputation import MaintenanceService
 from server.profile.service import ProfileService
+from server.profile.use_cases import ProfileUseCases
 from server.wallet.service import WalletService
 
 DAILY_MAINTENANCE = "daily_maintenance"
@@ -45,7 +48,7 @@ class Deps:
 @dataclass(slots=True)
 class Services:
     deps: Deps
-    profile: ProfileService
+    profile: ProfileUseCases
     wallet: WalletService
     conversion: ConversionService
     scheduler: Scheduler[Services] = field(init=False)
@@ -60,7 +63,7 @@ def jobs() -> tuple[Job[Services], ...]:
         Job(
             DAILY_MAINTENANCE,
             "0 2 * * *",
-            None,
+            lambda ctx: ctx.services.profile.maintenance.daily_maintenance(ctx.request, ctx.now),
             "reputation decay and gain, levels, activity metrics",
             run_key=utc_date_key,
         ),
@@ -83,7 +86,11 @@ def build_services(deps: Deps) -> Services:
     }
     services = Services(
         deps=deps,
-        profile=ProfileService(deps.database, deps.params, clock=deps.clock, **batching),
+        profile=ProfileUseCases(
+            accounts=ProfileService(deps.database, deps.params, clock=deps.clock, **batching),
+            activity=ActivityService(deps.database, deps.params, clock=deps.clock),
+            maintenance=MaintenanceService(deps.database, deps.params),
+        ),
         wallet=WalletService(
             deps.database, deps.params, deps.page_tokens, clock=deps.clock, **batching
         ),
@@ -91,6 +98,6 @@ def build_services(deps: Deps) -> Services:
             deps.database, deps.params, deps.page_tokens, clock=deps.clock
         ),
     )
-    services.on_stop += [services.profile.reads.drain, services.wallet.rewards.drain]
+    services.on_stop += [services.profile.accounts.reads.drain, services.wallet.rewards.drain]
     services.scheduler = Scheduler(deps.database, services, jobs(), clock=deps.clock)
     return services

@@ -5,9 +5,10 @@ together, or nothing.
 Locks, in the order every use case here (and FinalizeWindow) takes them: the owner's wallet
 row (the ledger's lock, which also serialises one user's requests), then the window (FOR
 SHARE while a request is made in it, so the job cannot close it and the board cannot change
-its rate meanwhile), the request row and the venture row (conditional UPDATEs), and the
-audit heads last. Each transition is a conditional UPDATE from PENDING whose RETURNING row
-decides; a request that is no longer PENDING answers INVALID_STATE with its status.
+its rate meanwhile), the request row and the venture row (conditional UPDATEs), the grant
+and the owner's user_metrics row, and the audit heads last. Each transition is a conditional
+UPDATE from PENDING whose RETURNING row decides; a request that is no longer PENDING answers
+INVALID_STATE with its status.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from server.core.pagination import PageTokens, page_size
 from server.core.params_cache import Parameters
 from server.core.validation import parse_uuid, request_key, text
 from server.db.session import Database
+from server.profile import gains
 from server.profile.domain import DeviceReport, is_device_compliant
 from server.wallet import ledger
 from server.wallet import queries as wallets
@@ -256,7 +258,7 @@ class ConversionCases:
         target = parse_uuid(conversion_id, "conversion_id")
         scope = idempotency.scope_for(f"{RPC}/{rpc}", ctx.actor_id)
         board = to is not RequestStatus.CANCELLED
-        now = self._clock()
+        now, levels = self._clock(), (await self._params.current()).levels
 
         async def tx(session: AsyncSession) -> ConversionView:
             stored = await idempotency.claim(session, scope, request_id, fingerprint)
@@ -286,6 +288,11 @@ class ConversionCases:
             entry = await settle(session, ctx, done, wallet)
             if approved:
                 await request_queries.record_grant(session, done)
+                # approvedConversions (the EQUITY_PIONEER metric) is counted from the
+                # requests; touching the owner's metrics tells the badge job it moved.
+                await gains.apply(
+                    session, now=now, levels=levels, standings={}, counters={done.user_id: {}}
+                )
             await append(
                 session,
                 ctx,

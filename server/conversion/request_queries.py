@@ -20,7 +20,6 @@ from server.conversion.domain import ConversionView, HolderView, RequestStatus, 
 from server.conversion.models import ConversionRequest, EquityGrant
 from server.core.errors import NotFound
 from server.db.statement import sqlalchemy_text
-from server.profile.models import UserMetrics
 from server.profile.queries import LATEST_DEVICE_REPORTS
 
 # --- requests -------------------------------------------------------------------------------
@@ -214,24 +213,13 @@ async def list_conversions(
 
 
 async def record_grant(session: AsyncSession, conversion: ConversionView) -> None:
-    """The cap table row of an approval, and the owner's approved-conversions count (the
-    EQUITY_PIONEER badge's metric), in the approval's transaction."""
+    """The cap table row of an approval, in the approval's transaction."""
     await session.execute(
         insert(EquityGrant).values(
             venture_id=conversion.venture_id,
             user_id=conversion.user_id,
             conversion_id=conversion.id,
             bps=conversion.granted_bps,
-        )
-    )
-    metrics = insert(UserMetrics).values(user_id=conversion.user_id, approved_conversions=1)
-    await session.execute(
-        metrics.on_conflict_do_update(
-            index_elements=[UserMetrics.user_id],
-            set_={
-                "approved_conversions": UserMetrics.approved_conversions + 1,
-                "updated_at": func.now(),
-            },
         )
     )
 

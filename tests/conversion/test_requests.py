@@ -292,7 +292,12 @@ async def test_each_transition_happens_once(db: Database, api: Api) -> None:
     request = pb.ApproveConversionRequest(
         conversion_id=approved.id, note="welcome", request_id="ok"
     )
+    touched = "SELECT count(*) FROM user_metrics WHERE user_id = :u AND updated_at > :t"
+    since = await scalar(db, "SELECT now()")
+    assert await scalar(db, touched, u=user, t=since) == 0
     done = await api.conv.ApproveConversion(request, metadata=api.board)
+    # approvedConversions is counted from the requests; the badge job sees the user moved
+    assert await scalar(db, touched, u=user, t=since) == 1
     assert done.status == pb.CONVERSION_STATUS_APPROVED
     assert (done.decided_by, done.decision_note) == (BOARD, "welcome")
     assert done.HasField("resolved_at")
@@ -332,10 +337,6 @@ async def test_each_transition_happens_once(db: Database, api: Api) -> None:
     assert kinds.count((wallet_pb.LEDGER_ENTRY_TYPE_BURN, approved.id)) == 1
     assert kinds.count((wallet_pb.LEDGER_ENTRY_TYPE_UNLOCK, rejected.id)) == 1
     assert kinds.count((wallet_pb.LEDGER_ENTRY_TYPE_UNLOCK, cancelled.id)) == 1
-    assert (
-        await scalar(db, "SELECT approved_conversions FROM user_metrics WHERE user_id = :u", u=user)
-        == 1
-    )
     actions = await scalar(
         db,
         "SELECT string_agg(action, ',' ORDER BY id) FROM audit_events WHERE scope = 'conversion'",
