@@ -143,6 +143,9 @@ async def release_pool(
     return moved.first() is not None
 
 
+_LOCK_VENTURES = text(
+    "SELECT id FROM ventures WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+)
 _RELEASE_MANY = text(
     "UPDATE ventures v SET pending_bps = v.pending_bps - r.bp, updated_at = now()"
     " FROM unnest(CAST(:ids AS uuid[]), CAST(:bps AS integer[])) AS r(id, bp)"
@@ -151,12 +154,15 @@ _RELEASE_MANY = text(
 
 
 async def release_pools(session: AsyncSession, released: Mapping[uuid.UUID, int]) -> None:
-    """Give back the reservations of several requests, summed per venture, in one statement
-    (ventures in ascending id, the order every writer of several takes)."""
+    """Give back the reservations of several requests, summed per venture. The rows are
+    locked first in ascending id (an UPDATE over a join locks in the plan's order), so two
+    such releases over the same ventures cannot deadlock."""
+    if not released:
+        return
     ordered = sorted(released.items())
-    await session.execute(
-        _RELEASE_MANY, {"ids": [str(v) for v, _ in ordered], "bps": [bp for _, bp in ordered]}
-    )
+    ids = [str(v) for v, _ in ordered]
+    await session.execute(_LOCK_VENTURES, {"ids": ids})
+    await session.execute(_RELEASE_MANY, {"ids": ids, "bps": [bp for _, bp in ordered]})
 
 
 # --- windows --------------------------------------------------------------------------------
