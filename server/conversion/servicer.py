@@ -10,6 +10,7 @@ from smartstart.conversion.v1 import conversion_service_pb2 as pb
 from smartstart.conversion.v1 import conversion_service_pb2_grpc as pb_grpc
 
 from server.conversion import mappers
+from server.conversion.domain import ConversionView, Page
 from server.conversion.service import ConversionService
 from server.conversion.ventures import EDITABLE
 from server.core.idempotency import fingerprint
@@ -211,16 +212,7 @@ class ConversionServicer(pb_grpc.ConversionServiceServicer):
     async def ListMyConversions(
         self, request: pb.ListMyConversionsRequest, context: ServicerContext
     ) -> pb.ListMyConversionsResponse:
-        page = await self._svc.list_conversions(
-            current_context(),
-            mine=True,
-            user_id="",
-            window_id=request.window_id,
-            venture_id=request.venture_id,
-            statuses=mappers.conversion_statuses(list(request.statuses)),
-            page_size_requested=request.page_size,
-            page_token=request.page_token,
-        )
+        page = await self._conversions(request, mine=True, user_id="")
         return pb.ListMyConversionsResponse(
             conversions=[mappers.conversion_pb(c) for c in page.items],
             next_page_token=page.next_page_token,
@@ -229,19 +221,28 @@ class ConversionServicer(pb_grpc.ConversionServiceServicer):
     async def ListConversions(
         self, request: pb.ListConversionsRequest, context: ServicerContext
     ) -> pb.ListConversionsResponse:
-        page = await self._svc.list_conversions(
+        page = await self._conversions(request, mine=False, user_id=request.user_id)
+        return pb.ListConversionsResponse(
+            conversions=[mappers.conversion_pb(c) for c in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def _conversions(
+        self,
+        request: pb.ListMyConversionsRequest | pb.ListConversionsRequest,
+        *,
+        mine: bool,
+        user_id: str,
+    ) -> Page[ConversionView]:
+        return await self._svc.list_conversions(
             current_context(),
-            mine=False,
-            user_id=request.user_id,
+            mine=mine,
+            user_id=user_id,
             window_id=request.window_id,
             venture_id=request.venture_id,
             statuses=mappers.conversion_statuses(list(request.statuses)),
             page_size_requested=request.page_size,
             page_token=request.page_token,
-        )
-        return pb.ListConversionsResponse(
-            conversions=[mappers.conversion_pb(c) for c in page.items],
-            next_page_token=page.next_page_token,
         )
 
 
