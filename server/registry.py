@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc.aio
 
+from server.conversion import servicer as conversion_servicer
 from server.ops import servicer as ops_servicer
 from server.profile import servicer as profile_servicer
 from server.services import Services
@@ -36,6 +37,7 @@ def servicers(server: grpc.aio.Server, services: Services) -> list[str]:
         *profile_servicer.register(server, services.profile),
         *wallet_servicer.register(server, services.wallet),
         *ops_servicer.register(server, services.ops),
+        *conversion_servicer.register(server, services.conversion),
     ]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from server.config import Settings
+from server.conversion.service import ConversionService
 from server.core.clock import Clock, system_clock
 from server.core.pagination import PageTokens
 from server.core.params_cache import Parameters
@@ -18,7 +19,10 @@ from server.db.session import Database
 from server.jobs.registry import Job, utc_date_key
 from server.jobs.scheduler import Scheduler
 from server.ops.service import OpsService
+from server.profile.activity import ActivityService
+from server.profile.reputation import MaintenanceService
 from server.profile.service import ProfileService
+from server.profile.use_cases import ProfileUseCases
 from server.wallet.service import WalletService
 
 DAILY_MAINTENANCE = "daily_maintenance"
@@ -45,8 +49,9 @@ class Deps:
 @dataclass(slots=True)
 class Services:
     deps: Deps
-    profile: ProfileService
+    profile: ProfileUseCases
     wallet: WalletService
+    conversion: ConversionService
     scheduler: Scheduler[Services] = field(init=False)
     # Over the scheduler, so built after it (the jobs package knows no services).
     ops: OpsService = field(init=False)
@@ -61,12 +66,17 @@ def jobs() -> tuple[Job[Services], ...]:
         Job(
             DAILY_MAINTENANCE,
             "0 2 * * *",
-            None,
+            lambda ctx: ctx.services.profile.maintenance.daily_maintenance(ctx.request, ctx.now),
             "reputation decay and gain, levels, activity metrics",
             run_key=utc_date_key,
         ),
         Job(BADGE_EVALUATION, "0 * * * *", None, "rule-based badge awards"),
-        Job(CONVERSION_WINDOWS, "*/15 * * * *", None, "conversion window transitions"),
+        Job(
+            CONVERSION_WINDOWS,
+            "*/15 * * * *",
+            lambda ctx: ctx.services.conversion.run_windows_job(ctx),
+            "conversion window transitions, next-quarter window",
+        ),
         Job(WORM_MAINTENANCE, "*/5 * * * *", None, "chain verification, checkpoints"),
     )
 
@@ -79,12 +89,19 @@ def build_services(deps: Deps) -> Services:
     }
     services = Services(
         deps=deps,
-        profile=ProfileService(deps.database, deps.params, clock=deps.clock, **batching),
+        profile=ProfileUseCases(
+            accounts=ProfileService(deps.database, deps.params, clock=deps.clock, **batching),
+            activity=ActivityService(deps.database, deps.params, clock=deps.clock),
+            maintenance=MaintenanceService(deps.database, deps.params),
+        ),
         wallet=WalletService(
             deps.database, deps.params, deps.page_tokens, clock=deps.clock, **batching
         ),
+        conversion=ConversionService(
+            deps.database, deps.params, deps.page_tokens, clock=deps.clock
+        ),
     )
-    services.on_stop += [services.profile.reads.drain, services.wallet.rewards.drain]
+    services.on_stop += [services.profile.accounts.reads.drain, services.wallet.rewards.drain]
     services.scheduler = Scheduler(deps.database, services, jobs(), clock=deps.clock)
     services.ops = OpsService(
         deps.database,

@@ -12,14 +12,32 @@ overlap and no sub-second "23:59:59.999999" value is needed.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Generic, TypeVar
 
-from server.core.errors import InvalidArgument, Reason
+from server.core.errors import FailedPrecondition, InvalidArgument, Reason
+from server.core.params import GateParams
+from server.core.validation import text
+from server.wallet.domain import evaluate_gates
+from server.wallet.entries import EntryType
 
 BPS_PER_UNIT = 10_000  # rate is bp per 10,000 BUZ
 MAX_RATE_BPS = 10_000
+MAX_POOL_BPS = 10_000
+MAX_NAME_LENGTH = 200
+MAX_DESCRIPTION_LENGTH = 2000
+MAX_LABEL_LENGTH = 100
+MAX_NOTE_LENGTH = 2000
+MAX_REASON_LENGTH = 500
+# Idempotency scopes are per RPC (server/core/idempotency.py scope_for).
+RPC = "smartstart.conversion.v1.ConversionService"
+# created_by of the windows the conversion_windows job schedules (one per quarter).
+JOB_CREATOR = "job:conversion_windows"
+
+T = TypeVar("T")
 
 
 def _check_rate(rate_bps: int) -> None:
@@ -57,6 +75,13 @@ def min_buz_for_one_bp(rate_bps: int) -> int:
     return buz_to_lock(1, rate_bps)
 
 
+def check_buz_amount(requested_buz: int) -> int:
+    """N, the BUZ a request asks to convert, must be positive (else a malformed field)."""
+    if requested_buz <= 0:
+        raise InvalidArgument.field("buz_amount", "must be positive")
+    return requested_buz
+
+
 @dataclass(frozen=True, slots=True)
 class ConversionPlan:
     granted_bp: int
@@ -66,21 +91,21 @@ class ConversionPlan:
 def plan_conversion(requested_buz: int, rate_bps: int) -> ConversionPlan:
     """What a request for N BUZ grants and locks; 0 bp is an error stating the minimum.
 
-    0 bp is INVALID_ARGUMENT stating the minimum → InvalidArgument with reason
-    BELOW_MINIMUM and metadata min_buz (a BadRequest field violation on `buz`).
+    N ≤ 0 is a malformed `buz_amount` (INVALID_ARGUMENT). 0 bp is INVALID_ARGUMENT with
+    reason BELOW_MINIMUM, ErrorInfo metadata `min_buz_amount` = ceil(10,000 / rate) and a
+    BadRequest field violation on `buz_amount` (the contract's names).
     """
-    if requested_buz <= 0:
-        raise InvalidArgument.field("buz", "must be positive", reason=Reason.BELOW_MINIMUM)
+    check_buz_amount(requested_buz)
     bp = granted_bp(requested_buz, rate_bps)
     if bp == 0:
         minimum = min_buz_for_one_bp(rate_bps)
         error = InvalidArgument.field(
-            "buz",
+            "buz_amount",
             f"{requested_buz} BUZ grants 0 bp at {rate_bps} bp per 10,000 BUZ; "
             f"the minimum is {minimum} BUZ",
             reason=Reason.BELOW_MINIMUM,
         )
-        error.metadata["min_buz"] = str(minimum)
+        error.metadata["min_buz_amount"] = str(minimum)
         raise error
     return ConversionPlan(granted_bp=bp, buz_locked=buz_to_lock(bp, rate_bps))
 
@@ -168,3 +193,189 @@ def rate_changeable(status: WindowStatus, opens_at: datetime, now: datetime) -> 
     """The board may change a window's rate until it opens: SCHEDULED and before
     opens_at (a SCHEDULED window the job has not opened yet is already open by time)."""
     return status == WindowStatus.SCHEDULED and _utc(now, "now") < _utc(opens_at, "opens_at")
+
+
+def opened_window(
+    opens_at: datetime, closes_at: datetime, now: datetime
+) -> tuple[datetime, WindowStatus]:
+    """(opens_at, status) of a window the board creates at `now`.
+
+    A future opens_at: SCHEDULED, as asked. An opens_at at or before now: the window opens at
+    once, and its opens_at becomes now (nobody could request before). closes_at must be
+    after opens_at and in the future: a window closed on arrival is a caller's mistake.
+    """
+    validate_window(opens_at, closes_at)
+    if _utc(closes_at, "closes_at") <= _utc(now, "now"):
+        raise InvalidArgument.field("closes_at", "must be in the future")
+    opens_at = max(_utc(opens_at, "opens_at"), _utc(now, "now"))
+    return opens_at, window_status_at(WindowStatus.SCHEDULED, opens_at, closes_at, now)
+
+
+def quarter_label(opens_at: datetime) -> str:
+    """The label of the job's window for the quarter starting at `opens_at`: `2027-Q1`."""
+    start = quarter_start(opens_at)
+    return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+
+
+def window_not_open(status: WindowStatus) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"the window is {status}, not OPEN",
+        reason=Reason.WINDOW_NOT_OPEN,
+        metadata={"status": str(status)},
+    )
+
+
+def invalid_state(what: str, status: str) -> FailedPrecondition:
+    """A transition asked of a window or request in a status that does not allow it."""
+    return FailedPrecondition(
+        f"the {what} is {status}", reason=Reason.INVALID_STATE, metadata={"status": status}
+    )
+
+
+# --- values a caller supplies ---------------------------------------------------------------
+
+
+def check_rate(rate_bps: int, field: str = "equity_rate_bps") -> int:
+    if not 1 <= rate_bps <= MAX_RATE_BPS:
+        raise InvalidArgument.field(field, f"must be in 1..{MAX_RATE_BPS}")
+    return rate_bps
+
+
+def check_pool(pool_bps: int) -> int:
+    if not 0 <= pool_bps <= MAX_POOL_BPS:
+        raise InvalidArgument.field("conversion_pool_bps", f"must be in 0..{MAX_POOL_BPS}")
+    return pool_bps
+
+
+def venture_name(value: str) -> str:
+    return text(value, "name", min_length=1, max_length=MAX_NAME_LENGTH)
+
+
+def venture_description(value: str) -> str:
+    return text(value, "description", max_length=MAX_DESCRIPTION_LENGTH)
+
+
+def window_label(value: str) -> str:
+    return text(value, "label", min_length=1, max_length=MAX_LABEL_LENGTH)
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def check_gates(kyc_status: str, rep_milli: int, device_compliant: bool, gates: GateParams) -> None:
+    """A conversion needs the gates BUZ issuance needs (KYC PASSED, reputation, device
+    compliance, as switched by the settings): the first failing one, in that order, is
+    FAILED_PRECONDITION with its reason."""
+    failing = evaluate_gates(kyc_status, rep_milli, device_compliant, gates)
+    if failing:
+        raise FailedPrecondition(
+            f"conversion gate not met: {failing[0]}", reason=Reason(failing[0].value)
+        )
+
+
+# What leaving PENDING does to the locked BUZ: an approval burns it, every other end gives
+# it back.
+RELEASE: dict[RequestStatus, EntryType] = {
+    RequestStatus.APPROVED: EntryType.BURN,
+    RequestStatus.REJECTED: EntryType.UNLOCK,
+    RequestStatus.CANCELLED: EntryType.UNLOCK,
+    RequestStatus.EXPIRED: EntryType.UNLOCK,
+}
+
+
+# --- views ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VentureView:
+    id: uuid.UUID
+    name: str
+    description: str
+    pool_bps: int
+    granted_bps: int
+    pending_bps: int  # reserved by PENDING requests
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def available_bps(self) -> int:
+        return self.pool_bps - self.granted_bps - self.pending_bps
+
+
+@dataclass(frozen=True, slots=True)
+class WindowView:
+    id: uuid.UUID
+    label: str
+    opens_at: datetime
+    closes_at: datetime
+    equity_rate_bps: int
+    status: WindowStatus
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    finalized_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionView:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    window_id: uuid.UUID
+    venture_id: uuid.UUID
+    status: RequestStatus
+    buz_requested: int
+    equity_rate_bps: int
+    granted_bps: int
+    buz_locked: int
+    decided_by: str | None
+    decision_note: str | None
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class HolderView:
+    """One user's holding in a venture's cap table."""
+
+    user_id: uuid.UUID
+    granted_bps: int
+    grant_count: int
+    buz_burned: int
+    first_granted_at: datetime
+    last_granted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class CapTableView:
+    venture_id: uuid.UUID
+    pool_bps: int
+    granted_bps: int
+    holder_count: int
+    holders: Page[HolderView]
+
+
+@dataclass(frozen=True, slots=True)
+class Finalized:
+    window: WindowView
+    expired_count: int
+    buz_unlocked: int
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultRateView:
+    equity_rate_bps: int
+    updated_at: datetime | None  # None while the seeded default holds
+    updated_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultRateChange:
+    default_rate: DefaultRateView
+    windows: list[WindowView]  # the job's unopened windows moved to the new rate

@@ -11,11 +11,14 @@ import base64
 import hashlib
 import json
 import secrets
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from server.core.errors import InvalidArgument
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -62,3 +65,17 @@ class PageTokens:
             raise InvalidArgument.field("page_token", "was issued for different filters")
         keyset: list[Any] = body["k"]
         return keyset
+
+    def page(
+        self,
+        rows: Sequence[T],
+        size: int,
+        keyset: Callable[[T], list[Any]],
+        filters: Any = None,
+    ) -> tuple[list[T], str]:
+        """A page of `rows` read with LIMIT size + 1: its first `size` rows, and the token of
+        the next page (keyed by the last row kept), empty when there is none."""
+        if len(rows) <= size:
+            return list(rows), ""
+        kept = list(rows[:size])
+        return kept, self.encode(keyset(kept[-1]), filters)

@@ -89,6 +89,16 @@ def sqlstate_of(error: BaseException) -> str | None:
     return None
 
 
+def constraint_of(error: BaseException) -> str | None:
+    """The constraint (or unique index) an IntegrityError names, else None."""
+    orig: Any = getattr(error, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None), error.__cause__):
+        name = getattr(candidate, "constraint_name", None)
+        if isinstance(name, str):
+            return name
+    return None
+
+
 def is_retryable(error: BaseException) -> bool:
     if not isinstance(error, DBAPIError):
         return False

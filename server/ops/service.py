@@ -9,7 +9,6 @@ and replica reloads within its SMARTSTART_SETTINGS_TTL_S (server/core/params_cac
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import uuid
 from collections.abc import Mapping
@@ -28,14 +27,14 @@ from server.core.context import RequestContext
 from server.core.errors import Aborted, InvalidArgument, NotFound
 from server.core.pagination import PageTokens, page_size
 from server.core.params_cache import Parameters
-from server.core.settings_defaults import SETTINGS_DEFAULTS, SettingDefault
+from server.core.settings_defaults import SETTINGS_DEFAULTS
 from server.core.validation import request_key, text
 from server.db.session import Database
 from server.jobs import queries as job_queries
 from server.jobs.registry import Outcome, RunRecord
 from server.jobs.runner import INSTANCE, ManualRun
 from server.jobs.scheduler import DEFAULT_LOCK_WAIT_S, Scheduler
-from server.ops import metrics, queries
+from server.ops import metrics, queries, settings
 from server.ops.domain import (
     MAX_DESCRIPTION_LENGTH,
     MAX_KEY_LENGTH,
@@ -45,7 +44,6 @@ from server.ops.domain import (
     JobHealth,
     SettingView,
     SystemStatusView,
-    checked_value,
     job_health,
     setting_view,
 )
@@ -245,10 +243,9 @@ class OpsService:
         return Page(views, token)
 
     async def get_setting(self, ctx: RequestContext, key: str) -> SettingView:
-        default = _setting_default(key)
+        settings.setting_default(key)  # NOT_FOUND without a round trip
         async with self._db.transaction() as session:
-            row = await queries.one_setting(session, key)
-        return setting_view(key, default, row)
+            return await settings.current(session, key)
 
     async def update_setting(
         self,
@@ -266,7 +263,7 @@ class OpsService:
         unknown = [path for path in changes if path not in EDITABLE]
         if unknown:
             raise InvalidArgument.field("update_mask", f"`{unknown[0]}` cannot be updated")
-        default = _setting_default(key)
+        settings.setting_default(key)  # NOT_FOUND before any other check
         reason = text(reason, "reason", max_length=MAX_REASON_LENGTH, multiline=True)
         description = (
             text(
@@ -280,42 +277,20 @@ class OpsService:
         )
 
         async def tx(session: AsyncSession) -> SettingView:
-            row = await queries.lock_setting(session, key, default)
-            before = setting_view(key, default, row)
-            if etag and etag != before.etag:
+            locked = await settings.lock(session, key)
+            if etag and etag != locked.view.etag:
                 raise Aborted(
                     "the setting changed since it was read: read it again",
-                    metadata={"key": key, "etag": before.etag},
+                    metadata={"key": key, "etag": locked.view.etag},
                 )
-            value = row.value
-            if "value" in changes:
-                stored = {k: r.value for k, r in (await queries.all_settings(session)).items()}
-                value = checked_value(key, changes["value"], stored)
-            written = await queries.write_setting(
-                session,
-                key,
-                value=value,
-                description=row.description if description is None else description,
-                updated_by=ctx.actor_id,
-            )
-            await append(
+            return await settings.write(
                 session,
                 ctx,
-                AuditEvent(
-                    action="setting.updated",
-                    scope="setting",
-                    ref_id=key,
-                    # As JSON text: chained details take no floats (decimal factors are).
-                    details={
-                        "old_value": _json_text(row.value),
-                        "new_value": _json_text(written.value),
-                        "old_description": row.description,
-                        "new_description": written.description,
-                        "reason": reason,
-                    },
-                ),
+                locked,
+                reason=reason,
+                value=changes.get("value", settings.UNCHANGED),
+                description=description,
             )
-            return setting_view(key, default, written)
 
         view = await self._db.run(tx)
         self._params.invalidate()
@@ -360,20 +335,8 @@ class OpsService:
         return IntegrityView(worm, checkpoint_at, open_incidents, oldest)
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def _job_name(name: str) -> str:
     return text(name, "name", min_length=1, max_length=MAX_KEY_LENGTH)
-
-
-def _setting_default(key: str) -> SettingDefault:
-    key = text(key, "key", min_length=1, max_length=MAX_KEY_LENGTH)
-    default = SETTINGS_DEFAULTS.get(key)
-    if default is None:
-        raise NotFound(f"no setting {key!r}", metadata={"key": key})
-    return default
 
 
 def _blob_store_status(blob_dir: Path) -> ComponentView:

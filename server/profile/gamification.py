@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
 from fractions import Fraction
 
 from server.core.params import MILLI, REP_MAX, ReputationParams, TrustParams, XpParams
@@ -138,6 +140,71 @@ def catch_up(rep_milli: int, days: Iterable[DailyGain], rules: ReputationParams)
     for gain in days:
         rep_milli = reputation_step(rep_milli, gain, rules)
     return rep_milli
+
+
+def gain_day(today: date, rep_through: date | None) -> date:
+    """The UTC day a gain (XP, endorsement weight, badge) counts for in dailyGain.
+
+    The day it is awarded (`today`, the server's clock), never a day the daily job already
+    folded into the reputation: `rep_through` is the profile's last folded day, read under
+    the profile's row lock, so a writer whose clock is behind the job, or a late event,
+    counts on the first open day instead of changing a closed one.
+    """
+    if rep_through is None or rep_through < today:
+        return today
+    return rep_through + timedelta(days=1)
+
+
+def _ratio(value: Decimal) -> Fraction:
+    return Fraction(value)
+
+
+@dataclass(frozen=True, slots=True)
+class StepCoefficients:
+    """`reputation_step` as integer arithmetic, for the daily job's set-based SQL.
+
+    With Q a common denominator of every dailyGain term and D the denominator of decay:
+
+        M = min(cap_q, xp × xp_coef + em × endorsement_coef + badges × badge_coef)
+            (= Q × min(cap, dailyGain), an integer)
+        N = decay_num × rep_milli × Q + 1000 × M × decay_den   (= D × Q × exact rep(d+1) milli)
+        rep_milli(d+1) = min(ceiling_milli, floor((2N + T) / 2T)),   T = decay_den × Q
+
+    which is the exact value rounded half up once, as `reputation_step` does with fractions.
+    tests/profile/test_reputation_sql.py checks that the SQL equals `reputation_step`.
+    """
+
+    decay_num: int
+    decay_den: int
+    q: int
+    xp_coef: int
+    endorsement_coef: int
+    badge_coef: int
+    cap_q: int
+    ceiling_milli: int
+
+    @property
+    def t(self) -> int:
+        return self.decay_den * self.q
+
+
+def step_coefficients(rules: ReputationParams) -> StepCoefficients:
+    decay = _ratio(rules.decay)
+    cap = _ratio(rules.daily_gain_cap)
+    badge = _ratio(rules.badge_gain)
+    q = math.lcm(
+        rules.xp_divisor, MILLI * rules.endorsement_divisor, cap.denominator, badge.denominator
+    )
+    return StepCoefficients(
+        decay_num=decay.numerator,
+        decay_den=decay.denominator,
+        q=q,
+        xp_coef=q // rules.xp_divisor,
+        endorsement_coef=q // (MILLI * rules.endorsement_divisor),
+        badge_coef=int(badge * q),
+        cap_q=int(cap * q),
+        ceiling_milli=rules.ceiling * MILLI,
+    )
 
 
 # --- XP -----------------------------------------------------------------------------------

@@ -7,10 +7,26 @@ from typing import Any
 from smartstart.profile.v1 import profile_service_pb2 as pb
 
 from server.core.proto import ProtoEnum, mask_changes, to_timestamp
-from server.profile.domain import EDITABLE, KycStatus, PostureView, ProfileView, Theme, UserView
+from server.profile.activity_rules import (
+    ActivityView,
+    BugReport,
+    BugSeverity,
+    PolicyViolation,
+    ReviewSubmitted,
+)
+from server.profile.domain import (
+    EDITABLE,
+    ActivityKind,
+    KycStatus,
+    PostureView,
+    ProfileView,
+    Theme,
+    UserView,
+)
 
 KYC_STATUSES = ProtoEnum(KycStatus, pb.KycStatus.Value, "KYC_STATUS_")
 THEMES = ProtoEnum(Theme, pb.Theme.Value, "THEME_")
+BUG_SEVERITIES = ProtoEnum(BugSeverity, pb.BugSeverity.Value, "BUG_SEVERITY_")
 
 
 def profile_changes(request: pb.UpdateMyProfileRequest) -> dict[str, Any]:
@@ -66,3 +82,66 @@ def profile_pb(view: ProfileView) -> pb.Profile:
         created_at=to_timestamp(view.created_at),
         updated_at=to_timestamp(view.updated_at),
     )
+
+
+# --- activity events --------------------------------------------------------------------------
+
+
+def review(message: pb.ReviewSubmitted) -> ReviewSubmitted:
+    return ReviewSubmitted(
+        reviewer_user_id=message.reviewer_user_id,
+        subject_user_id=message.subject_user_id,
+        review_id=message.review_id,
+        task_id=message.task_id,
+        helpful=message.helpful,
+        agreed_with_consensus=message.agreed_with_consensus,
+        positive=message.positive,
+    )
+
+
+def bug_report(message: pb.BugReport) -> BugReport:
+    return BugReport(
+        user_id=message.user_id,
+        severity=str(BUG_SEVERITIES.from_pb(message.severity) or ""),
+        bug_id=message.bug_id,
+    )
+
+
+def policy_violation(message: pb.PolicyViolation) -> PolicyViolation:
+    return PolicyViolation(
+        user_id=message.user_id, policy_code=message.policy_code, note=message.note
+    )
+
+
+def activity_pb(view: ActivityView) -> pb.ActivityEvent:
+    p = view.payload
+    message = pb.ActivityEvent(
+        event_id=view.event_id,
+        occurred_at=to_timestamp(view.occurred_at),
+        recorded_at=to_timestamp(view.recorded_at),
+    )
+    if view.kind == ActivityKind.REVIEW_SUBMITTED:
+        message.review_submitted.CopyFrom(
+            pb.ReviewSubmitted(
+                reviewer_user_id=p["reviewer_user_id"],
+                subject_user_id=p["subject_user_id"],
+                review_id=p["review_id"],
+                task_id=p["task_id"],
+                helpful=p["helpful"],
+                agreed_with_consensus=p["agreed_with_consensus"],
+                positive=p["positive"],
+            )
+        )
+    elif view.kind == ActivityKind.BUG_REPORT:
+        message.bug_report.CopyFrom(
+            pb.BugReport(
+                user_id=p["user_id"],
+                severity=BUG_SEVERITIES.to_pb(p["severity"]),
+                bug_id=p["bug_id"],
+            )
+        )
+    else:
+        message.policy_violation.CopyFrom(
+            pb.PolicyViolation(user_id=p["user_id"], policy_code=p["policy_code"], note=p["note"])
+        )
+    return message

@@ -70,8 +70,10 @@ class Profile(Base):
     xp: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     level: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     rep_milli: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
-    # Last UTC day whose decay/gain has been applied (NULL: none yet). The daily job applies
-    # day d+1 only when rep_through = d, so a second run of the same day changes nothing.
+    # Last UTC day whose decay/gain has been applied. NULL until the profile's first gain,
+    # whose writer sets it to the day before that gain's day (reputation is 0 until then,
+    # and decay keeps 0 at 0). The daily job folds day d only where rep_through = d - 1, so
+    # a second run of the same day changes nothing.
     rep_through: Mapped[date | None]
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
@@ -191,33 +193,42 @@ class BadgeAward(Base):
 
 
 class ActivityEvent(Base):
-    """Caller-reported activity (system), idempotent on the caller's `event_id`."""
+    """Caller-reported activity (system), idempotent on the caller's `event_id` per kind.
+
+    `payload` is the normalised call, `payload_hash` tells a retry from a conflict, and
+    `metrics` the user_metrics counters the event added to `user_id` (the daily metric
+    repair sums them)."""
 
     __tablename__ = "activity_events"
     __table_args__ = (
         one_of("kind", ActivityKind, "kind"),
+        UniqueConstraint("kind", "event_id"),
         Index("ix_activity_events_user_occurred", "user_id", "occurred_at"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    event_id: Mapped[str] = mapped_column(unique=True)
+    event_id: Mapped[str]
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     kind: Mapped[str]
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=_EMPTY_JSON)
+    payload_hash: Mapped[str]
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=_EMPTY_JSON)
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime] = created_at()
 
 
 class UserMetrics(Base):
-    """Denormalised counters the badge rules read (kept in the same transaction as events)."""
+    """Counters the badge rules read, moved in the same transaction as the event that moves
+    them; `updated_at` is when any metric of the user last changed (the hourly badge job
+    evaluates the users changed since its last run). approvedConversions is read from
+    conversion_requests itself."""
 
     __tablename__ = "user_metrics"
     __table_args__ = (
         CheckConstraint(
             "tasks_accepted >= 0 AND critical_bug_reports >= 0 AND helpful_reviews >= 0"
             " AND reviews_total >= 0 AND reviews_agreed >= 0 AND policy_violations >= 0"
-            " AND approved_conversions >= 0 AND endorsements_received >= 0"
-            " AND quality_sum >= 0 AND quality_count >= 0",
+            " AND endorsements_received >= 0 AND quality_sum >= 0 AND quality_count >= 0",
             name="counters_nonneg",
         ),
     )
@@ -229,7 +240,6 @@ class UserMetrics(Base):
     reviews_total: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     reviews_agreed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     policy_violations: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
-    approved_conversions: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     endorsements_received: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     quality_sum: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     quality_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

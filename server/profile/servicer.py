@@ -13,12 +13,15 @@ from server.core.idempotency import fingerprint
 from server.core.proto import ServicerContext, from_timestamp
 from server.interceptors import current_context
 from server.profile import mappers
+from server.profile.activity import ActivityService
 from server.profile.service import ProfileService
+from server.profile.use_cases import ProfileUseCases
 
 
 class ProfileServicer(pb_grpc.ProfileServiceServicer):
-    def __init__(self, profiles: ProfileService) -> None:
+    def __init__(self, profiles: ProfileService, activity: ActivityService) -> None:
         self._profiles = profiles
+        self._activity = activity
 
     async def RegisterUser(
         self, request: pb.RegisterUserRequest, context: ServicerContext
@@ -95,10 +98,45 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
         )
         return mappers.profile_pb(view)
 
+    # --- activity events ----------------------------------------------------------------------
 
-def register(server: grpc.aio.Server, service: ProfileService) -> Sequence[str]:
+    async def RecordReviewSubmitted(
+        self, request: pb.RecordReviewSubmittedRequest, context: ServicerContext
+    ) -> pb.ActivityEvent:
+        view = await self._activity.record_review(
+            current_context(),
+            request.event_id,
+            from_timestamp(request, "occurred_at"),
+            mappers.review(request.review),
+        )
+        return mappers.activity_pb(view)
+
+    async def RecordBugReport(
+        self, request: pb.RecordBugReportRequest, context: ServicerContext
+    ) -> pb.ActivityEvent:
+        view = await self._activity.record_bug_report(
+            current_context(),
+            request.event_id,
+            from_timestamp(request, "occurred_at"),
+            mappers.bug_report(request.report),
+        )
+        return mappers.activity_pb(view)
+
+    async def RecordPolicyViolation(
+        self, request: pb.RecordPolicyViolationRequest, context: ServicerContext
+    ) -> pb.ActivityEvent:
+        view = await self._activity.record_policy_violation(
+            current_context(),
+            request.event_id,
+            from_timestamp(request, "occurred_at"),
+            mappers.policy_violation(request.violation),
+        )
+        return mappers.activity_pb(view)
+
+
+def register(server: grpc.aio.Server, profiles: ProfileUseCases) -> Sequence[str]:
     # The generated base class answers UNIMPLEMENTED for RPCs of later issues; the stubs
     # declare them abstract, hence the ignore (it goes when the last RPC is implemented).
-    servicer = ProfileServicer(service)  # type: ignore[abstract]
+    servicer = ProfileServicer(profiles.accounts, profiles.activity)  # type: ignore[abstract]
     pb_grpc.add_ProfileServiceServicer_to_server(servicer, server)
     return [pb.DESCRIPTOR.services_by_name["ProfileService"].full_name]

@@ -25,9 +25,10 @@ S3. lock the heads of the audit chains the events go to, in ascending chain orde
     before, under the batch's own wallet locks only. The lock order stays wallet →
     profile → audit head, the order of every other writer, so they cannot deadlock.
 S4. one statement (data-modifying CTEs over arrays): the ledger entries and wallet heads
-    (server.wallet.queries.ENTRIES_CTES), the reward records, daily_user_stats (buz_issued,
-    xp_gain per acceptance day), user_metrics (tasks_accepted, quality), the profiles' XP
-    and level, the audit events and chain heads (server.audit.queries.EVENTS_CTES).
+    (server.wallet.queries.ENTRIES_CTES), the reward records, daily_user_stats (buz_issued
+    per acceptance day, xp_gain per day of award: server.profile.gains' rules), user_metrics
+    (tasks_accepted, quality), the profiles' XP, level and first folded day, the audit
+    events and chain heads (server.audit.queries.EVENTS_CTES).
 
 A task id stored concurrently by a call naming ANOTHER assignee does not share a wallet
 lock: S4 hits the task_rewards primary key (23505, raised here as TaskIdTaken) once the
@@ -72,7 +73,7 @@ class TaskIdTaken(Exception):
 # S1 (through SQLAlchemy, so the adapter issues BEGIN first).
 _LOCK_ASSIGNEES = (
     "SELECT w.user_id, w.id, w.buz_balance, w.pending_lock, w.head_seq, w.head_hash,"
-    " u.kyc_status, p.rep_milli, p.xp"
+    " u.kyc_status, p.rep_milli, p.xp, p.rep_through"
     " FROM wallets w JOIN users u ON u.id = w.user_id JOIN profiles p ON p.user_id = w.user_id"
     " WHERE w.user_id = ANY($1::uuid[]) ORDER BY w.id"
     " FOR UPDATE OF w FOR NO KEY UPDATE OF p"
@@ -122,7 +123,12 @@ _REWARD_COLUMNS_SQL = (
 )
 _DAILY_COLUMNS_SQL = (("user_id", "uuid"), ("day", "date"), ("xp", "bigint"), ("buz", "bigint"))
 _METRICS_COLUMNS_SQL = (("user_id", "uuid"), ("tasks", "bigint"), ("quality_sum", "bigint"))
-_PROFILE_COLUMNS_SQL = (("user_id", "uuid"), ("xp", "bigint"), ("level", "integer"))
+_PROFILE_COLUMNS_SQL = (
+    ("user_id", "uuid"),
+    ("xp", "bigint"),
+    ("level", "integer"),
+    ("day", "date"),
+)
 _REWARD_CTES = (
     "reward AS ("  # noqa: S608 (constant names and casts; values are binds)
     " INSERT INTO task_rewards (task_id, user_id, venture_id, tier, quality, reviewer_ids,"
@@ -152,7 +158,8 @@ _REWARD_CTES = (
     "  quality_count = user_metrics.quality_count + EXCLUDED.quality_count,"
     "  updated_at = now()),"
     " profile AS ("
-    " UPDATE profiles p SET xp = p.xp + x.xp, level = x.level, updated_at = now()"
+    " UPDATE profiles p SET xp = p.xp + x.xp, level = x.level,"
+    "  rep_through = COALESCE(p.rep_through, x.day - 1)"
     f" FROM {unnest('p_', _PROFILE_COLUMNS_SQL, 'x')} WHERE p.user_id = x.user_id"
     " RETURNING p.user_id)"
 )
@@ -320,7 +327,7 @@ def _record_values(writes: Sequence[Write]) -> dict[str, Any]:
     rewards: dict[str, list[Any]] = {f"r_{name}": [] for name, _ in _REWARD_COLUMNS_SQL}
     daily: dict[tuple[uuid.UUID, date], list[int]] = {}
     metrics: dict[uuid.UUID, list[int]] = {}
-    profiles: dict[uuid.UUID, list[int]] = {}
+    profiles: dict[uuid.UUID, list[Any]] = {}
     for w in writes:
         call, decision = w.call, w.decision
         row = {
@@ -344,13 +351,14 @@ def _record_values(writes: Sequence[Write]) -> dict[str, Any]:
         }
         for name, value in row.items():
             rewards[f"r_{name}"].append(value)
-        day = daily.setdefault((call.user_id, call.accepted_day), [0, 0])
-        day[0] += decision.xp
-        day[1] += decision.awarded
+        # XP counts for reputation on the day it is awarded (w.xp_day); BUZ for the daily
+        # cap on the day of acceptance.
+        daily.setdefault((call.user_id, w.xp_day), [0, 0])[0] += decision.xp
+        daily.setdefault((call.user_id, call.accepted_day), [0, 0])[1] += decision.awarded
         metric = metrics.setdefault(call.user_id, [0, 0])
         metric[0] += 1
         metric[1] += call.quality
-        profile = profiles.setdefault(call.user_id, [0, 0])
+        profile = profiles.setdefault(call.user_id, [0, 0, w.xp_day])
         profile[0] += decision.xp
         profile[1] = w.level  # the level after the user's last award of the batch
     values.update(rewards)
@@ -362,6 +370,7 @@ def _record_values(writes: Sequence[Write]) -> dict[str, Any]:
     values["m_tasks"] = [tasks for tasks, _ in metrics.values()]
     values["m_quality_sum"] = [total for _, total in metrics.values()]
     values["p_user_id"] = list(profiles)
-    values["p_xp"] = [xp for xp, _ in profiles.values()]
-    values["p_level"] = [level for _, level in profiles.values()]
+    values["p_xp"] = [xp for xp, _, _ in profiles.values()]
+    values["p_level"] = [level for _, level, _ in profiles.values()]
+    values["p_day"] = [day for _, _, day in profiles.values()]
     return values

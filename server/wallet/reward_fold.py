@@ -21,8 +21,8 @@ from typing import Any
 from server.audit.domain import AuditEvent, DraftEvent, NewEvent, draft
 from server.core.errors import DomainError, IdempotencyConflict, NotFound
 from server.core.params import BusinessParams
-from server.profile.domain import DeviceReport, is_device_compliant
-from server.profile.gamification import level_for_xp
+from server.profile.domain import DeviceReport, is_device_compliant, utc_day
+from server.profile.gamification import gain_day, level_for_xp
 from server.wallet.domain import RewardDecision, RewardView, ValidCall, decide_reward
 from server.wallet.entries import (
     EntryType,
@@ -85,6 +85,7 @@ class Write:
     call: ValidCall
     decision: RewardDecision
     level: int
+    xp_day: date  # the day the XP counts for in dailyGain (gamification.gain_day)
     entry: NewEntry | None
     draft: DraftEvent
     event: NewEvent | None = None  # chained once the heads are locked (S3)
@@ -165,7 +166,8 @@ class Fold:
         self.xp[call.user_id] = xp
         self.issued[day_key] = self.issued.get(day_key, 0) + decision.awarded
         self.written[call.task_id] = call.payload_hash
-        write = Write(call, decision, level, entry, event_draft)
+        xp_day = gain_day(utc_day(self.now), assignee.rep_through)
+        write = Write(call, decision, level, xp_day, entry, event_draft)
         self.writes.append(write)
         return write
 

@@ -103,3 +103,57 @@ def test_the_comment_check_finds_a_missing_comment() -> None:
     msg.field.add(name="id", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING)
     bare.source_code_info.location.add(path=[MESSAGE, 0], leading_comments=" A thing.")
     assert undocumented(bare) == ["bare.proto: field Thing.id"]
+
+
+def _segments(template: str) -> tuple[list[str], str]:
+    """A path template's segments (a `{var}` matches any one segment) and its `:verb`."""
+    head, colon, tail = template.rpartition(":")
+    path, verb = (head, tail) if colon and "}" not in tail and "/" not in tail else (template, "")
+    return ["*" if s.startswith("{") else s for s in path.strip("/").split("/")], verb
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether one concrete path can match both templates (no `**` variables in ours)."""
+    (sa, va), (sb, vb) = _segments(a), _segments(b)
+    if va != vb or len(sa) != len(sb):
+        return False
+    return all(x == y or "*" in (x, y) for x, y in zip(sa, sb, strict=True))
+
+
+# Pairs whose shared paths answer the same whichever RPC a transcoder picks.
+SAME_ANSWER = {
+    # GetProfile takes `me` for the caller, exactly what GetMyProfile answers.
+    ("ProfileService.GetProfile", "ProfileService.GetMyProfile"),
+}
+
+
+def test_no_two_http_rules_of_one_verb_match_the_same_path() -> None:
+    """An HTTP transcoder (Envoy, grpc-gateway) must route every path to one RPC:
+    `GET /conversion-windows/active` used to match `GET /conversion-windows/{window_id}`."""
+    rules: list[tuple[str, str, str]] = []
+    for proto in smartstart_files():
+        for service in proto.service:
+            for method in service.method:
+                rule: http_pb2.HttpRule = method.options.Extensions[annotations_pb2.http]
+                verb = rule.WhichOneof("pattern") or "get"
+                rules.append((verb, getattr(rule, verb), f"{service.name}.{method.name}"))
+    clashes = [
+        (m1, m2)
+        for i, (v1, p1, m1) in enumerate(rules)
+        for v2, p2, m2 in rules[i + 1 :]
+        if v1 == v2 and _overlap(p1, p2) and (m1, m2) not in SAME_ANSWER
+    ]
+    assert clashes == []
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "clash"),
+    [
+        ("/api/v1/w/active", "/api/v1/w/{id}", True),
+        ("/api/v1/w:active", "/api/v1/w/{id}", False),
+        ("/api/v1/w/{id}/rate", "/api/v1/w/{id}", False),
+        ("/api/v1/w/{id}:x", "/api/v1/w/{id}", False),
+    ],
+)
+def test_the_overlap_check(a: str, b: str, clash: bool) -> None:
+    assert _overlap(a, b) is clash

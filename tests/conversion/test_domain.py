@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -9,19 +10,28 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.conversion.domain import (
+    RELEASE,
     ConversionPlan,
+    RequestStatus,
     WindowStatus,
     buz_to_lock,
+    check_gates,
+    check_pool,
+    check_rate,
     granted_bp,
     min_buz_for_one_bp,
+    opened_window,
     plan_conversion,
     quarter_bounds,
+    quarter_label,
     quarter_start,
     rate_changeable,
     validate_window,
     window_status_at,
 )
-from server.core.errors import InvalidArgument, Reason
+from server.core.errors import FailedPrecondition, InvalidArgument, Reason
+from server.core.params import GateParams
+from server.wallet.entries import EntryType
 
 # --- amounts ------------------------------------------------------------------------------
 
@@ -82,15 +92,25 @@ def test_plan_conversion_locks_only_what_is_needed() -> None:
     assert plan_conversion(10_000, 100) == ConversionPlan(granted_bp=100, buz_locked=10_000)
 
 
-@pytest.mark.parametrize("buz", [0, -5, 99])
-def test_plan_conversion_below_minimum_states_it(buz: int) -> None:
+@pytest.mark.parametrize(
+    ("buz", "rate", "minimum"), [(99, 100, 100), (1, 333, 31), (3333, 3, 3334)]
+)
+def test_plan_conversion_below_minimum_states_it(buz: int, rate: int, minimum: int) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        plan_conversion(buz, rate)
+    assert caught.value.effective_reason is Reason.BELOW_MINIMUM
+    assert caught.value.violations[0].field == "buz_amount"
+    assert caught.value.metadata == {"min_buz_amount": str(minimum)}
+    assert f"minimum is {minimum} BUZ" in caught.value.message
+
+
+@pytest.mark.parametrize("buz", [0, -5])
+def test_plan_conversion_refuses_a_non_positive_amount(buz: int) -> None:
     with pytest.raises(InvalidArgument) as caught:
         plan_conversion(buz, 100)
-    assert caught.value.effective_reason is Reason.BELOW_MINIMUM
-    assert caught.value.violations[0].field == "buz"
-    if buz > 0:
-        assert caught.value.metadata == {"min_buz": "100"}
-        assert "minimum is 100 BUZ" in caught.value.message
+    assert caught.value.effective_reason is Reason.INVALID_ARGUMENT
+    assert caught.value.violations[0].field == "buz_amount"
+    assert caught.value.metadata == {}
 
 
 rates = st.integers(1, 10_000)
@@ -233,3 +253,87 @@ def test_validate_window() -> None:
         validate_window(CLOSES, OPENS)
     with pytest.raises(InvalidArgument):
         validate_window(OPENS, OPENS)
+
+
+# --- windows the board creates, labels, gates ---------------------------------------------
+
+NOW = _utc(2027, 2, 10, 12)
+
+
+@pytest.mark.parametrize(
+    ("opens", "closes", "expected"),
+    [
+        (NOW + TICK, NOW + timedelta(days=1), (NOW + TICK, SCH)),
+        (NOW, NOW + timedelta(days=1), (NOW, OPN)),  # at now: open at once
+        (NOW - timedelta(days=9), NOW + TICK, (NOW, OPN)),  # opens from now, not before
+    ],
+)
+def test_opened_window(
+    opens: datetime, closes: datetime, expected: tuple[datetime, object]
+) -> None:
+    assert opened_window(opens, closes, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("opens", "closes", "field"),
+    [
+        (NOW - timedelta(days=2), NOW, "closes_at"),  # closed on arrival
+        (NOW + timedelta(days=2), NOW + timedelta(days=1), "closes_at"),
+        (NOW - timedelta(days=2), NOW - timedelta(days=1), "closes_at"),
+    ],
+)
+def test_opened_window_refuses(opens: datetime, closes: datetime, field: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        opened_window(opens, closes, NOW)
+    assert caught.value.violations[0].field == field
+
+
+@pytest.mark.parametrize(
+    ("opens", "label"),
+    [(_utc(2027, 1, 1), "2027-Q1"), (_utc(2027, 4, 1), "2027-Q2"), (_utc(2026, 10, 1), "2026-Q4")],
+)
+def test_quarter_label(opens: datetime, label: str) -> None:
+    assert quarter_label(opens) == label
+    assert quarter_label(quarter_bounds(opens - TICK)[0]) == label
+
+
+GATES = GateParams(require_kyc=True, min_rep=60, require_device=True)
+
+
+@pytest.mark.parametrize(
+    ("kyc", "rep_milli", "device", "gates", "reason"),
+    [
+        ("PASSED", 60_000, True, GATES, None),
+        ("NONE", 0, False, GATES, Reason.KYC_REQUIRED),  # the first failing gate is named
+        ("PASSED", 59_999, False, GATES, Reason.REPUTATION_TOO_LOW),
+        ("PASSED", 60_000, False, GATES, Reason.DEVICE_NOT_COMPLIANT),
+        ("FAILED", 60_000, False, replace(GATES, require_kyc=False, require_device=False), None),
+        ("FAILED", 0, True, replace(GATES, require_kyc=False), Reason.REPUTATION_TOO_LOW),
+    ],
+)
+def test_check_gates(
+    kyc: str, rep_milli: int, device: bool, gates: GateParams, reason: Reason | None
+) -> None:
+    if reason is None:
+        check_gates(kyc, rep_milli, device, gates)
+        return
+    with pytest.raises(FailedPrecondition) as caught:
+        check_gates(kyc, rep_milli, device, gates)
+    assert caught.value.effective_reason is reason
+
+
+def test_value_checks() -> None:
+    assert check_rate(1) == 1 and check_rate(10_000) == 10_000
+    assert check_pool(0) == 0 and check_pool(10_000) == 10_000
+    for bad in (0, 10_001):
+        with pytest.raises(InvalidArgument):
+            check_rate(bad)
+    for bad in (-1, 10_001):
+        with pytest.raises(InvalidArgument):
+            check_pool(bad)
+
+
+def test_every_way_out_of_pending_releases_the_lock_once() -> None:
+    assert set(RELEASE) == set(RequestStatus) - {RequestStatus.PENDING}
+    assert RELEASE[RequestStatus.APPROVED] is EntryType.BURN
+    assert {RELEASE[s] for s in RELEASE if s is not RequestStatus.APPROVED} == {EntryType.UNLOCK}

@@ -48,3 +48,15 @@ def test_a_token_is_bound_to_its_filters() -> None:
     token = tokens.encode([7], {"user": "a"})
     with pytest.raises(InvalidArgument, match="different filters"):
         tokens.decode(token, {"user": "b"})
+
+
+@pytest.mark.parametrize(("rows", "kept", "more"), [(0, 0, False), (3, 3, False), (4, 3, True)])
+def test_a_page_keeps_size_rows_and_keys_the_next_on_the_last(
+    rows: int, kept: int, more: bool
+) -> None:
+    tokens = PageTokens("secret")
+    page, token = tokens.page(list(range(rows)), 3, lambda n: [n * 10], {"f": 1})
+    assert page == list(range(kept))
+    assert bool(token) is more
+    if more:
+        assert tokens.decode(token, {"f": 1}) == [20]

@@ -23,6 +23,7 @@ PURE_MODULES = [
     "server.audit.domain",
     "server.profile.domain",
     "server.profile.gamification",
+    "server.profile.activity_rules",
     "server.wallet.domain",
     "server.wallet.entries",
     "server.wallet.verify",

@@ -26,13 +26,15 @@ INSERT INTO audit_checkpoints (heads, merkle_root, key_id, signature)
   VALUES ('{}', 'root', 'svc-1', '\\x00');
 INSERT INTO ventures (id, name, pool_bps, granted_bps)
   VALUES ('00000000-0000-0000-0000-0000000000b1', 'V', 1000, 10);
-INSERT INTO conversion_windows (id, opens_at, closes_at, equity_rate_bps, status)
-  VALUES ('00000000-0000-0000-0000-0000000000c1', '2026-01-01Z', '2026-04-01Z', 100, 'OPEN');
-INSERT INTO conversion_requests (id, user_id, window_id, venture_id, buz_requested, buz_locked,
-                                 equity_bp, status)
+INSERT INTO conversion_windows (id, label, opens_at, closes_at, equity_rate_bps, status,
+                                created_by)
+  VALUES ('00000000-0000-0000-0000-0000000000c1', '2026-Q1', '2026-01-01Z', '2026-04-01Z', 100,
+          'OPEN', 'job:conversion_windows');
+INSERT INTO conversion_requests (id, user_id, window_id, venture_id, buz_requested,
+                                 equity_rate_bps, buz_locked, equity_bp, status)
   VALUES ('00000000-0000-0000-0000-0000000000d1', '00000000-0000-0000-0000-000000000001',
           '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000b1',
-          1000, 1000, 10, 'APPROVED');
+          1000, 100, 1000, 10, 'APPROVED');
 INSERT INTO equity_grants (venture_id, user_id, conversion_id, bps)
   VALUES ('00000000-0000-0000-0000-0000000000b1', '00000000-0000-0000-0000-000000000001',
           '00000000-0000-0000-0000-0000000000d1', 10);
@@ -138,12 +140,27 @@ async def test_inserts_still_work_on_write_once_tables(seeded: Database) -> None
         ),
         (
             "INSERT INTO conversion_requests (user_id, window_id, venture_id, buz_requested,"
-            " buz_locked, equity_bp) VALUES ('00000000-0000-0000-0000-000000000001',"
+            " equity_rate_bps, buz_locked, equity_bp) VALUES"
+            " ('00000000-0000-0000-0000-000000000001',"
             " '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000b1',"
-            " 100, 100, 1), ('00000000-0000-0000-0000-000000000001',"
+            " 100, 100, 100, 1), ('00000000-0000-0000-0000-000000000001',"
             " '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000b1',"
-            " 100, 100, 1)",
+            " 100, 100, 100, 1)",
             "uq_conversion_requests_one_pending",
+        ),
+        ("UPDATE ventures SET pending_bps = 991", "ck_ventures_reserved_within_pool"),
+        ("UPDATE ventures SET pending_bps = -1", "ck_ventures_pending_nonnegative"),
+        ("INSERT INTO ventures (name, pool_bps) VALUES ('v', 10)", "uq_ventures_name_lower"),
+        (
+            "INSERT INTO conversion_windows (label, opens_at, closes_at, equity_rate_bps,"
+            " created_by) VALUES ('again', '2026-01-01Z', '2026-02-01Z', 100,"
+            " 'job:conversion_windows')",
+            "uq_conversion_windows_job_opens_at",
+        ),
+        (
+            "INSERT INTO conversion_windows (label, opens_at, closes_at, equity_rate_bps,"
+            " created_by) VALUES ('x', '2026-01-01Z', '2026-02-01Z', 10001, 'board')",
+            "ck_conversion_windows_rate_range",
         ),
         (
             "INSERT INTO job_runs (job, run_key, trigger, outcome) VALUES"

@@ -129,17 +129,18 @@ async def test_scheduler_starts_and_stops(db: Database) -> None:
 async def test_a_job_without_a_body_is_neither_scheduled_nor_run(db: Database) -> None:
     """Until its issue gives it a body, a job says so in job health instead of recording
     SUCCEEDED runs that did nothing (and the daily one marking its date done)."""
-    scheduler = Scheduler(db, NO_SERVICES, jobs())
+    table = [*jobs(), Job("later", "0 * * * *", None, "no body yet")]
+    scheduler = Scheduler(db, NO_SERVICES, table)
     scheduler.start()
     try:
-        status = await scheduler.status()
-        assert {s.name for s in status} == {job.name for job in jobs()}
-        for job_status in status:
-            assert not job_status.implemented
-            assert job_status.scheduler_running
-            assert job_status.next_run is None
+        status = {s.name: s for s in await scheduler.status()}
+        assert set(status) == {job.name for job in table}
+        for job in table:
+            assert status[job.name].implemented is (job.body is not None)
+            assert status[job.name].scheduler_running
+            assert (status[job.name].next_run is None) is (job.body is None)
         with pytest.raises(Unimplemented, match="no body"):
-            await scheduler.run_now("daily_maintenance")
+            await scheduler.run_now("later")
     finally:
         await scheduler.stop()
     async with db.transaction() as session:

@@ -304,7 +304,9 @@ async def test_daily_cap_is_applied_call_by_call_inside_one_batch(
             w.db, "SELECT day, buz_issued, xp_gain FROM daily_user_stats WHERE user_id = :u", u=user
         )
     }
-    assert issued == {day: (2000, 150 * 4), day - timedelta(days=1): (150, 150)}
+    # BUZ counts for the cap on the day of acceptance; XP for reputation on the day of the
+    # award (today), also the task accepted yesterday.
+    assert issued == {day: (2000, 150 * 5), day - timedelta(days=1): (150, 0)}
     wallet = await wallet_row(w.db, user)
     assert (wallet.buz_balance, wallet.head_seq) == (150 + 100 + 150, 3)
     assert (await wallet_row(w.db, other)).buz_balance == 150
@@ -381,7 +383,9 @@ async def test_many_interleaved_calls_in_one_batch_match_the_same_calls_one_at_a
     profiles = {
         r.user_id: r
         for r in await rows(
-            w.db, "SELECT user_id, xp, level FROM profiles WHERE user_id = ANY(:u)", u=list(batched)
+            w.db,
+            "SELECT user_id, xp, level, rep_through FROM profiles WHERE user_id = ANY(:u)",
+            u=list(batched),
         )
     }
     daily = {
@@ -400,9 +404,12 @@ async def test_many_interleaved_calls_in_one_batch_match_the_same_calls_one_at_a
         wallet = await wallet_row(w.db, user)
         assert wallet.buz_balance == sum(r.buz_awarded for r in rewards_)
         assert wallet.head_seq == sum(1 for r in rewards_ if r.ledger_entry is not None)
+        # XP counts on the day of the award: the users' first, whose eve their first gain
+        # made their first folded day (server/profile/gains.py).
+        awarded_on = profiles[user].rep_through + timedelta(days=1)
         for r in rewards_:
             expected_daily[user, r.accepted_day][0] += r.buz_awarded
-            expected_daily[user, r.accepted_day][1] += r.xp_awarded
+            expected_daily[user, awarded_on][1] += r.xp_awarded
     assert daily == {k: tuple(v) for k, v in expected_daily.items()}
     assert all(buz <= 2000 for buz, _ in daily.values())
     assert await scalar(w.db, "SELECT count(*) FROM task_rewards") == 120

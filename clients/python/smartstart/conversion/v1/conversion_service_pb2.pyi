@@ -629,7 +629,7 @@ class CreateWindowRequest(_message.Message):
     """Required. Label, 1..100 chars."""
     equity_rate_bps: _builtins.int
     """Basis points of venture equity per 10,000 BUZ, 1..10,000. Unset = the board's
-    current default rate (a system setting, changed through the Ops service).
+    current default rate (GetDefaultRate; the board changes it with UpdateDefaultRate).
     """
     request_id: _builtins.str
     """Required idempotency key, 1..128 chars. A retry with the same id and payload returns
@@ -637,11 +637,13 @@ class CreateWindowRequest(_message.Message):
     """
     @_builtins.property
     def opens_at(self) -> _timestamp_pb2.Timestamp:
-        """Required. Start (UTC), in the future."""
+        """Required. Start (UTC). In the future: the window is SCHEDULED; at or before now: it
+        opens at once and its opens_at is now.
+        """
 
     @_builtins.property
     def closes_at(self) -> _timestamp_pb2.Timestamp:
-        """Required. End (UTC), after opens_at."""
+        """Required. End (UTC), after opens_at and in the future."""
 
     def __init__(
         self,
@@ -747,6 +749,113 @@ class FinalizeWindowResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FinalizeWindowResponse: _TypeAlias = FinalizeWindowResponse  # noqa: Y015
+
+@_typing.final
+class GetDefaultRateRequest(_message.Message):
+    """Request of GetDefaultRate. No parameters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDefaultRateRequest: _TypeAlias = GetDefaultRateRequest  # noqa: Y015
+
+@_typing.final
+class DefaultRate(_message.Message):
+    """The board's default rate for new windows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EQUITY_RATE_BPS_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_BY_FIELD_NUMBER: _builtins.int
+    equity_rate_bps: _builtins.int
+    """Basis points of venture equity per 10,000 BUZ, 1..10,000 (default 100)."""
+    updated_by: _builtins.str
+    """Who last set it (user id); empty while the default holds."""
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was last set; unset while the default holds (as OpsService's Setting)."""
+
+    def __init__(
+        self,
+        *,
+        equity_rate_bps: _builtins.int = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["equity_rate_bps", b"equity_rate_bps", "updated_at", b"updated_at", "updated_by", b"updated_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DefaultRate: _TypeAlias = DefaultRate  # noqa: Y015
+
+@_typing.final
+class UpdateDefaultRateRequest(_message.Message):
+    """Request of UpdateDefaultRate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EQUITY_RATE_BPS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    equity_rate_bps: _builtins.int
+    """Required. New default: basis points of venture equity per 10,000 BUZ, 1..10,000."""
+    reason: _builtins.str
+    """Optional. Why, up to 500 chars; recorded in the audit event."""
+    def __init__(
+        self,
+        *,
+        equity_rate_bps: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["equity_rate_bps", b"equity_rate_bps", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDefaultRateRequest: _TypeAlias = UpdateDefaultRateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateDefaultRateResponse(_message.Message):
+    """Response of UpdateDefaultRate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFAULT_RATE_FIELD_NUMBER: _builtins.int
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def default_rate(self) -> Global___DefaultRate:
+        """The default rate now."""
+
+    @_builtins.property
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___Window]:
+        """The job's not yet opened windows moved to the new rate (empty when none was, or the
+        rate did not change), soonest opens_at first.
+        """
+
+    def __init__(
+        self,
+        *,
+        default_rate: Global___DefaultRate | None = ...,
+        windows: _abc.Iterable[Global___Window] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["default_rate", b"default_rate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_rate", b"default_rate", "windows", b"windows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDefaultRateResponse: _TypeAlias = UpdateDefaultRateResponse  # noqa: Y015
 
 @_typing.final
 class Conversion(_message.Message):

@@ -119,6 +119,16 @@ class ConversionServiceStub:
                 request_serializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.FinalizeWindowRequest.SerializeToString,
                 response_deserializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.FinalizeWindowResponse.FromString,
                 _registered_method=True)
+        self.GetDefaultRate = channel.unary_unary(
+                '/smartstart.conversion.v1.ConversionService/GetDefaultRate',
+                request_serializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.GetDefaultRateRequest.SerializeToString,
+                response_deserializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.DefaultRate.FromString,
+                _registered_method=True)
+        self.UpdateDefaultRate = channel.unary_unary(
+                '/smartstart.conversion.v1.ConversionService/UpdateDefaultRate',
+                request_serializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.UpdateDefaultRateRequest.SerializeToString,
+                response_deserializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.UpdateDefaultRateResponse.FromString,
+                _registered_method=True)
         self.RequestConversion = channel.unary_unary(
                 '/smartstart.conversion.v1.ConversionService/RequestConversion',
                 request_serializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.RequestConversionRequest.SerializeToString,
@@ -263,6 +273,8 @@ class ConversionServiceServicer:
     def GetActiveWindows(self, request, context):
         """Returns the windows that are OPEN now (status OPEN), soonest closes_at first. Empty
         when none is open. Not paginated (there are few open windows at a time).
+        HTTP: a custom verb (`:active`), so the path cannot be taken for GetWindow's
+        `/api/v1/conversion-windows/{window_id}` by an HTTP transcoder.
         Access: any authenticated caller.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -270,13 +282,15 @@ class ConversionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateWindow(self, request, context):
-        """Schedules a window (status SCHEDULED). The 15-minute job opens it at opens_at and
-        closes it at closes_at. Windows may overlap. The job itself also keeps a window for
-        the next calendar quarter at the default rate; this RPC is for extra windows.
+        """Creates a window. With opens_at in the future it is SCHEDULED, and the 15-minute job
+        opens it at opens_at; with opens_at at or before now it opens at once (status OPEN,
+        opens_at set to now, audited as opened). The job closes it at closes_at. Windows may
+        overlap. The job itself also keeps a window for the next calendar quarter at the
+        default rate; this RPC is for extra windows.
         Access: role board.
-        Errors: INVALID_ARGUMENT when opens_at is not in the future, closes_at <= opens_at,
-        or equity_rate_bps is outside 1..10,000; ALREADY_EXISTS (IDEMPOTENCY_CONFLICT) on a
-        reused request_id with a different payload.
+        Errors: INVALID_ARGUMENT for an empty/too long label, closes_at not after opens_at or
+        not in the future, or equity_rate_bps outside 1..10,000; ALREADY_EXISTS
+        (IDEMPOTENCY_CONFLICT) on a reused request_id with a different payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -303,6 +317,31 @@ class ConversionServiceServicer:
         when the window is SCHEDULED, OPEN or already FINALIZED (metadata "status");
         ALREADY_EXISTS (IDEMPOTENCY_CONFLICT) on a reused request_id with a different
         payload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDefaultRate(self, request, context):
+        """Returns the board's default rate: the equity_rate_bps of the windows the 15-minute job
+        schedules for the next quarters, and of CreateWindow calls that leave the rate unset
+        (the business setting `conversion.default_rate_bps`).
+        Access: any authenticated caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDefaultRate(self, request, context):
+        """Sets the board's default rate (audited with the old and new value). In the same
+        transaction it moves every window the job scheduled that has not opened yet (status
+        SCHEDULED, opens_at in the future) to the new rate, each audited as a rate change;
+        windows the board created keep their rate. Setting the current rate again succeeds
+        and changes nothing. Every replica uses the new rate within its settings cache
+        interval (30 s); the replica that answered, at once.
+        Access: role board.
+        Errors: INVALID_ARGUMENT when equity_rate_bps is outside 1..10,000 or reason is
+        longer than 500 chars.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -461,6 +500,16 @@ def add_ConversionServiceServicer_to_server(servicer, server):
                     servicer.FinalizeWindow,
                     request_deserializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.FinalizeWindowRequest.FromString,
                     response_serializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.FinalizeWindowResponse.SerializeToString,
+            ),
+            'GetDefaultRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDefaultRate,
+                    request_deserializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.GetDefaultRateRequest.FromString,
+                    response_serializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.DefaultRate.SerializeToString,
+            ),
+            'UpdateDefaultRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDefaultRate,
+                    request_deserializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.UpdateDefaultRateRequest.FromString,
+                    response_serializer=smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.UpdateDefaultRateResponse.SerializeToString,
             ),
             'RequestConversion': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestConversion,
@@ -825,6 +874,60 @@ class ConversionService:
             '/smartstart.conversion.v1.ConversionService/FinalizeWindow',
             smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.FinalizeWindowRequest.SerializeToString,
             smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.FinalizeWindowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDefaultRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartstart.conversion.v1.ConversionService/GetDefaultRate',
+            smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.GetDefaultRateRequest.SerializeToString,
+            smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.DefaultRate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDefaultRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartstart.conversion.v1.ConversionService/UpdateDefaultRate',
+            smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.UpdateDefaultRateRequest.SerializeToString,
+            smartstart_dot_conversion_dot_v1_dot_conversion__service__pb2.UpdateDefaultRateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -109,16 +109,20 @@ class ConversionServiceStub:
     GetActiveWindows: _grpc.UnaryUnaryMultiCallable[_conversion_service_pb2.GetActiveWindowsRequest, _conversion_service_pb2.GetActiveWindowsResponse]
     """Returns the windows that are OPEN now (status OPEN), soonest closes_at first. Empty
     when none is open. Not paginated (there are few open windows at a time).
+    HTTP: a custom verb (`:active`), so the path cannot be taken for GetWindow's
+    `/api/v1/conversion-windows/{window_id}` by an HTTP transcoder.
     Access: any authenticated caller.
     """
     CreateWindow: _grpc.UnaryUnaryMultiCallable[_conversion_service_pb2.CreateWindowRequest, _conversion_service_pb2.Window]
-    """Schedules a window (status SCHEDULED). The 15-minute job opens it at opens_at and
-    closes it at closes_at. Windows may overlap. The job itself also keeps a window for
-    the next calendar quarter at the default rate; this RPC is for extra windows.
+    """Creates a window. With opens_at in the future it is SCHEDULED, and the 15-minute job
+    opens it at opens_at; with opens_at at or before now it opens at once (status OPEN,
+    opens_at set to now, audited as opened). The job closes it at closes_at. Windows may
+    overlap. The job itself also keeps a window for the next calendar quarter at the
+    default rate; this RPC is for extra windows.
     Access: role board.
-    Errors: INVALID_ARGUMENT when opens_at is not in the future, closes_at <= opens_at,
-    or equity_rate_bps is outside 1..10,000; ALREADY_EXISTS (IDEMPOTENCY_CONFLICT) on a
-    reused request_id with a different payload.
+    Errors: INVALID_ARGUMENT for an empty/too long label, closes_at not after opens_at or
+    not in the future, or equity_rate_bps outside 1..10,000; ALREADY_EXISTS
+    (IDEMPOTENCY_CONFLICT) on a reused request_id with a different payload.
     """
     UpdateWindowRate: _grpc.UnaryUnaryMultiCallable[_conversion_service_pb2.UpdateWindowRateRequest, _conversion_service_pb2.Window]
     """Changes a window's equity rate. Only while the window is SCHEDULED and opens_at is
@@ -137,6 +141,23 @@ class ConversionServiceStub:
     when the window is SCHEDULED, OPEN or already FINALIZED (metadata "status");
     ALREADY_EXISTS (IDEMPOTENCY_CONFLICT) on a reused request_id with a different
     payload.
+    """
+    GetDefaultRate: _grpc.UnaryUnaryMultiCallable[_conversion_service_pb2.GetDefaultRateRequest, _conversion_service_pb2.DefaultRate]
+    """Returns the board's default rate: the equity_rate_bps of the windows the 15-minute job
+    schedules for the next quarters, and of CreateWindow calls that leave the rate unset
+    (the business setting `conversion.default_rate_bps`).
+    Access: any authenticated caller.
+    """
+    UpdateDefaultRate: _grpc.UnaryUnaryMultiCallable[_conversion_service_pb2.UpdateDefaultRateRequest, _conversion_service_pb2.UpdateDefaultRateResponse]
+    """Sets the board's default rate (audited with the old and new value). In the same
+    transaction it moves every window the job scheduled that has not opened yet (status
+    SCHEDULED, opens_at in the future) to the new rate, each audited as a rate change;
+    windows the board created keep their rate. Setting the current rate again succeeds
+    and changes nothing. Every replica uses the new rate within its settings cache
+    interval (30 s); the replica that answered, at once.
+    Access: role board.
+    Errors: INVALID_ARGUMENT when equity_rate_bps is outside 1..10,000 or reason is
+    longer than 500 chars.
     """
     RequestConversion: _grpc.UnaryUnaryMultiCallable[_conversion_service_pb2.RequestConversionRequest, _conversion_service_pb2.Conversion]
     """Asks to convert BUZ of the caller's wallet into equity of a venture in an OPEN
@@ -288,16 +309,20 @@ class ConversionServiceAsyncStub(ConversionServiceStub):
     GetActiveWindows: _aio.UnaryUnaryMultiCallable[_conversion_service_pb2.GetActiveWindowsRequest, _conversion_service_pb2.GetActiveWindowsResponse]  # type: ignore[assignment]
     """Returns the windows that are OPEN now (status OPEN), soonest closes_at first. Empty
     when none is open. Not paginated (there are few open windows at a time).
+    HTTP: a custom verb (`:active`), so the path cannot be taken for GetWindow's
+    `/api/v1/conversion-windows/{window_id}` by an HTTP transcoder.
     Access: any authenticated caller.
     """
     CreateWindow: _aio.UnaryUnaryMultiCallable[_conversion_service_pb2.CreateWindowRequest, _conversion_service_pb2.Window]  # type: ignore[assignment]
-    """Schedules a window (status SCHEDULED). The 15-minute job opens it at opens_at and
-    closes it at closes_at. Windows may overlap. The job itself also keeps a window for
-    the next calendar quarter at the default rate; this RPC is for extra windows.
+    """Creates a window. With opens_at in the future it is SCHEDULED, and the 15-minute job
+    opens it at opens_at; with opens_at at or before now it opens at once (status OPEN,
+    opens_at set to now, audited as opened). The job closes it at closes_at. Windows may
+    overlap. The job itself also keeps a window for the next calendar quarter at the
+    default rate; this RPC is for extra windows.
     Access: role board.
-    Errors: INVALID_ARGUMENT when opens_at is not in the future, closes_at <= opens_at,
-    or equity_rate_bps is outside 1..10,000; ALREADY_EXISTS (IDEMPOTENCY_CONFLICT) on a
-    reused request_id with a different payload.
+    Errors: INVALID_ARGUMENT for an empty/too long label, closes_at not after opens_at or
+    not in the future, or equity_rate_bps outside 1..10,000; ALREADY_EXISTS
+    (IDEMPOTENCY_CONFLICT) on a reused request_id with a different payload.
     """
     UpdateWindowRate: _aio.UnaryUnaryMultiCallable[_conversion_service_pb2.UpdateWindowRateRequest, _conversion_service_pb2.Window]  # type: ignore[assignment]
     """Changes a window's equity rate. Only while the window is SCHEDULED and opens_at is
@@ -316,6 +341,23 @@ class ConversionServiceAsyncStub(ConversionServiceStub):
     when the window is SCHEDULED, OPEN or already FINALIZED (metadata "status");
     ALREADY_EXISTS (IDEMPOTENCY_CONFLICT) on a reused request_id with a different
     payload.
+    """
+    GetDefaultRate: _aio.UnaryUnaryMultiCallable[_conversion_service_pb2.GetDefaultRateRequest, _conversion_service_pb2.DefaultRate]  # type: ignore[assignment]
+    """Returns the board's default rate: the equity_rate_bps of the windows the 15-minute job
+    schedules for the next quarters, and of CreateWindow calls that leave the rate unset
+    (the business setting `conversion.default_rate_bps`).
+    Access: any authenticated caller.
+    """
+    UpdateDefaultRate: _aio.UnaryUnaryMultiCallable[_conversion_service_pb2.UpdateDefaultRateRequest, _conversion_service_pb2.UpdateDefaultRateResponse]  # type: ignore[assignment]
+    """Sets the board's default rate (audited with the old and new value). In the same
+    transaction it moves every window the job scheduled that has not opened yet (status
+    SCHEDULED, opens_at in the future) to the new rate, each audited as a rate change;
+    windows the board created keep their rate. Setting the current rate again succeeds
+    and changes nothing. Every replica uses the new rate within its settings cache
+    interval (30 s); the replica that answered, at once.
+    Access: role board.
+    Errors: INVALID_ARGUMENT when equity_rate_bps is outside 1..10,000 or reason is
+    longer than 500 chars.
     """
     RequestConversion: _aio.UnaryUnaryMultiCallable[_conversion_service_pb2.RequestConversionRequest, _conversion_service_pb2.Conversion]  # type: ignore[assignment]
     """Asks to convert BUZ of the caller's wallet into equity of a venture in an OPEN
@@ -512,6 +554,8 @@ class ConversionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_conversion_service_pb2.GetActiveWindowsResponse, _abc.Awaitable[_conversion_service_pb2.GetActiveWindowsResponse]]:
         """Returns the windows that are OPEN now (status OPEN), soonest closes_at first. Empty
         when none is open. Not paginated (there are few open windows at a time).
+        HTTP: a custom verb (`:active`), so the path cannot be taken for GetWindow's
+        `/api/v1/conversion-windows/{window_id}` by an HTTP transcoder.
         Access: any authenticated caller.
         """
 
@@ -521,13 +565,15 @@ class ConversionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _conversion_service_pb2.CreateWindowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_conversion_service_pb2.Window, _abc.Awaitable[_conversion_service_pb2.Window]]:
-        """Schedules a window (status SCHEDULED). The 15-minute job opens it at opens_at and
-        closes it at closes_at. Windows may overlap. The job itself also keeps a window for
-        the next calendar quarter at the default rate; this RPC is for extra windows.
+        """Creates a window. With opens_at in the future it is SCHEDULED, and the 15-minute job
+        opens it at opens_at; with opens_at at or before now it opens at once (status OPEN,
+        opens_at set to now, audited as opened). The job closes it at closes_at. Windows may
+        overlap. The job itself also keeps a window for the next calendar quarter at the
+        default rate; this RPC is for extra windows.
         Access: role board.
-        Errors: INVALID_ARGUMENT when opens_at is not in the future, closes_at <= opens_at,
-        or equity_rate_bps is outside 1..10,000; ALREADY_EXISTS (IDEMPOTENCY_CONFLICT) on a
-        reused request_id with a different payload.
+        Errors: INVALID_ARGUMENT for an empty/too long label, closes_at not after opens_at or
+        not in the future, or equity_rate_bps outside 1..10,000; ALREADY_EXISTS
+        (IDEMPOTENCY_CONFLICT) on a reused request_id with a different payload.
         """
 
     @_abc_1.abstractmethod
@@ -558,6 +604,35 @@ class ConversionServiceServicer(metaclass=_abc_1.ABCMeta):
         when the window is SCHEDULED, OPEN or already FINALIZED (metadata "status");
         ALREADY_EXISTS (IDEMPOTENCY_CONFLICT) on a reused request_id with a different
         payload.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDefaultRate(
+        self,
+        request: _conversion_service_pb2.GetDefaultRateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversion_service_pb2.DefaultRate, _abc.Awaitable[_conversion_service_pb2.DefaultRate]]:
+        """Returns the board's default rate: the equity_rate_bps of the windows the 15-minute job
+        schedules for the next quarters, and of CreateWindow calls that leave the rate unset
+        (the business setting `conversion.default_rate_bps`).
+        Access: any authenticated caller.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateDefaultRate(
+        self,
+        request: _conversion_service_pb2.UpdateDefaultRateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversion_service_pb2.UpdateDefaultRateResponse, _abc.Awaitable[_conversion_service_pb2.UpdateDefaultRateResponse]]:
+        """Sets the board's default rate (audited with the old and new value). In the same
+        transaction it moves every window the job scheduled that has not opened yet (status
+        SCHEDULED, opens_at in the future) to the new rate, each audited as a rate change;
+        windows the board created keep their rate. Setting the current rate again succeeds
+        and changes nothing. Every replica uses the new rate within its settings cache
+        interval (30 s); the replica that answered, at once.
+        Access: role board.
+        Errors: INVALID_ARGUMENT when equity_rate_bps is outside 1..10,000 or reason is
+        longer than 500 chars.
         """
 
     @_abc_1.abstractmethod

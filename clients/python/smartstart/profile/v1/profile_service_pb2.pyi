@@ -856,10 +856,14 @@ class ActivityEvent(_message.Message):
     BUG_REPORT_FIELD_NUMBER: _builtins.int
     POLICY_VIOLATION_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
-    """The caller's event id (1..128 characters); unique per event kind."""
+    """The caller's event id (1..128 characters); unique per event kind (a review and a bug
+    report may share an id).
+    """
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
-        """When the activity happened (the day it counts for, in UTC)."""
+        """When the activity happened, as the caller said. Metrics count the event whenever it
+        happened; XP it earns counts for reputation on the UTC day it was recorded.
+        """
 
     @_builtins.property
     def recorded_at(self) -> _timestamp_pb2.Timestamp:

@@ -480,10 +480,13 @@ class ProfileServiceServicer:
     def RecordReviewSubmitted(self, request, context):
         """---------------------------------------------------------------- activity events
 
-        Ingests "a review was submitted" (feeds helpfulReviews, reviewAgreementPct and the
-        reviewed user's XP). Idempotent on `event_id`: a retry returns the first answer; the
-        same id with a different payload is ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
-        Caller: `system`. Errors: INVALID_ARGUMENT; NOT_FOUND (reviewer or subject user).
+        Ingests "a review was submitted" (feeds the reviewer's helpfulReviews and
+        reviewAgreementPct and, for a positive review, the reviewed user's XP: 5 x the
+        reviewer's trust weight now, rounded half up). Idempotent on `event_id` among review
+        events: a retry returns the first answer and changes nothing; the same id with a
+        different payload is ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT (metadata `event_id`).
+        Caller: `system`. Errors: INVALID_ARGUMENT (field rules, `subject_user_id` equal to
+        `reviewer_user_id`); NOT_FOUND (reviewer or subject user, metadata `user_id`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -491,8 +494,8 @@ class ProfileServiceServicer:
 
     def RecordBugReport(self, request, context):
         """Ingests "a user reported a bug" (feeds criticalBugReports). Idempotent on `event_id`
-        as above. Caller: `system`. Errors: INVALID_ARGUMENT (severity unspecified);
-        NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+        among bug reports, as above. Caller: `system`. Errors: INVALID_ARGUMENT (severity
+        unspecified, field rules); NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -500,8 +503,8 @@ class ProfileServiceServicer:
 
     def RecordPolicyViolation(self, request, context):
         """Ingests "a user violated a policy" (feeds policyViolations). Idempotent on `event_id`
-        as above. Caller: `system`. Errors: INVALID_ARGUMENT; NOT_FOUND (user);
-        ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+        among policy violations, as above. Caller: `system`. Errors: INVALID_ARGUMENT (field
+        rules); NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

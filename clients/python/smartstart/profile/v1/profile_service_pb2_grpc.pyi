@@ -199,20 +199,23 @@ class ProfileServiceStub:
     RecordReviewSubmitted: _grpc.UnaryUnaryMultiCallable[_profile_service_pb2.RecordReviewSubmittedRequest, _profile_service_pb2.ActivityEvent]
     """---------------------------------------------------------------- activity events
 
-    Ingests "a review was submitted" (feeds helpfulReviews, reviewAgreementPct and the
-    reviewed user's XP). Idempotent on `event_id`: a retry returns the first answer; the
-    same id with a different payload is ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
-    Caller: `system`. Errors: INVALID_ARGUMENT; NOT_FOUND (reviewer or subject user).
+    Ingests "a review was submitted" (feeds the reviewer's helpfulReviews and
+    reviewAgreementPct and, for a positive review, the reviewed user's XP: 5 x the
+    reviewer's trust weight now, rounded half up). Idempotent on `event_id` among review
+    events: a retry returns the first answer and changes nothing; the same id with a
+    different payload is ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT (metadata `event_id`).
+    Caller: `system`. Errors: INVALID_ARGUMENT (field rules, `subject_user_id` equal to
+    `reviewer_user_id`); NOT_FOUND (reviewer or subject user, metadata `user_id`).
     """
     RecordBugReport: _grpc.UnaryUnaryMultiCallable[_profile_service_pb2.RecordBugReportRequest, _profile_service_pb2.ActivityEvent]
     """Ingests "a user reported a bug" (feeds criticalBugReports). Idempotent on `event_id`
-    as above. Caller: `system`. Errors: INVALID_ARGUMENT (severity unspecified);
-    NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+    among bug reports, as above. Caller: `system`. Errors: INVALID_ARGUMENT (severity
+    unspecified, field rules); NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
     """
     RecordPolicyViolation: _grpc.UnaryUnaryMultiCallable[_profile_service_pb2.RecordPolicyViolationRequest, _profile_service_pb2.ActivityEvent]
     """Ingests "a user violated a policy" (feeds policyViolations). Idempotent on `event_id`
-    as above. Caller: `system`. Errors: INVALID_ARGUMENT; NOT_FOUND (user);
-    ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+    among policy violations, as above. Caller: `system`. Errors: INVALID_ARGUMENT (field
+    rules); NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
     """
     CreatePortfolioItem: _grpc.UnaryUnaryMultiCallable[_profile_service_pb2.CreatePortfolioItemRequest, _profile_service_pb2.PortfolioItem]
     """---------------------------------------------------------------------------- portfolio
@@ -413,20 +416,23 @@ class ProfileServiceAsyncStub(ProfileServiceStub):
     RecordReviewSubmitted: _aio.UnaryUnaryMultiCallable[_profile_service_pb2.RecordReviewSubmittedRequest, _profile_service_pb2.ActivityEvent]  # type: ignore[assignment]
     """---------------------------------------------------------------- activity events
 
-    Ingests "a review was submitted" (feeds helpfulReviews, reviewAgreementPct and the
-    reviewed user's XP). Idempotent on `event_id`: a retry returns the first answer; the
-    same id with a different payload is ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
-    Caller: `system`. Errors: INVALID_ARGUMENT; NOT_FOUND (reviewer or subject user).
+    Ingests "a review was submitted" (feeds the reviewer's helpfulReviews and
+    reviewAgreementPct and, for a positive review, the reviewed user's XP: 5 x the
+    reviewer's trust weight now, rounded half up). Idempotent on `event_id` among review
+    events: a retry returns the first answer and changes nothing; the same id with a
+    different payload is ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT (metadata `event_id`).
+    Caller: `system`. Errors: INVALID_ARGUMENT (field rules, `subject_user_id` equal to
+    `reviewer_user_id`); NOT_FOUND (reviewer or subject user, metadata `user_id`).
     """
     RecordBugReport: _aio.UnaryUnaryMultiCallable[_profile_service_pb2.RecordBugReportRequest, _profile_service_pb2.ActivityEvent]  # type: ignore[assignment]
     """Ingests "a user reported a bug" (feeds criticalBugReports). Idempotent on `event_id`
-    as above. Caller: `system`. Errors: INVALID_ARGUMENT (severity unspecified);
-    NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+    among bug reports, as above. Caller: `system`. Errors: INVALID_ARGUMENT (severity
+    unspecified, field rules); NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
     """
     RecordPolicyViolation: _aio.UnaryUnaryMultiCallable[_profile_service_pb2.RecordPolicyViolationRequest, _profile_service_pb2.ActivityEvent]  # type: ignore[assignment]
     """Ingests "a user violated a policy" (feeds policyViolations). Idempotent on `event_id`
-    as above. Caller: `system`. Errors: INVALID_ARGUMENT; NOT_FOUND (user);
-    ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+    among policy violations, as above. Caller: `system`. Errors: INVALID_ARGUMENT (field
+    rules); NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
     """
     CreatePortfolioItem: _aio.UnaryUnaryMultiCallable[_profile_service_pb2.CreatePortfolioItemRequest, _profile_service_pb2.PortfolioItem]  # type: ignore[assignment]
     """---------------------------------------------------------------------------- portfolio
@@ -768,10 +774,13 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_profile_service_pb2.ActivityEvent, _abc.Awaitable[_profile_service_pb2.ActivityEvent]]:
         """---------------------------------------------------------------- activity events
 
-        Ingests "a review was submitted" (feeds helpfulReviews, reviewAgreementPct and the
-        reviewed user's XP). Idempotent on `event_id`: a retry returns the first answer; the
-        same id with a different payload is ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
-        Caller: `system`. Errors: INVALID_ARGUMENT; NOT_FOUND (reviewer or subject user).
+        Ingests "a review was submitted" (feeds the reviewer's helpfulReviews and
+        reviewAgreementPct and, for a positive review, the reviewed user's XP: 5 x the
+        reviewer's trust weight now, rounded half up). Idempotent on `event_id` among review
+        events: a retry returns the first answer and changes nothing; the same id with a
+        different payload is ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT (metadata `event_id`).
+        Caller: `system`. Errors: INVALID_ARGUMENT (field rules, `subject_user_id` equal to
+        `reviewer_user_id`); NOT_FOUND (reviewer or subject user, metadata `user_id`).
         """
 
     @_abc_1.abstractmethod
@@ -781,8 +790,8 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_profile_service_pb2.ActivityEvent, _abc.Awaitable[_profile_service_pb2.ActivityEvent]]:
         """Ingests "a user reported a bug" (feeds criticalBugReports). Idempotent on `event_id`
-        as above. Caller: `system`. Errors: INVALID_ARGUMENT (severity unspecified);
-        NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+        among bug reports, as above. Caller: `system`. Errors: INVALID_ARGUMENT (severity
+        unspecified, field rules); NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
         """
 
     @_abc_1.abstractmethod
@@ -792,8 +801,8 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_profile_service_pb2.ActivityEvent, _abc.Awaitable[_profile_service_pb2.ActivityEvent]]:
         """Ingests "a user violated a policy" (feeds policyViolations). Idempotent on `event_id`
-        as above. Caller: `system`. Errors: INVALID_ARGUMENT; NOT_FOUND (user);
-        ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+        among policy violations, as above. Caller: `system`. Errors: INVALID_ARGUMENT (field
+        rules); NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
         """
 
     @_abc_1.abstractmethod

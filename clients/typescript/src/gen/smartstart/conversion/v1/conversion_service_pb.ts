@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smartstart/conversion/v1/conversion_service.proto.
  */
 export const file_smartstart_conversion_v1_conversion_service: GenFile = /*@__PURE__*/
-  fileDesc("CjFzbWFydHN0YXJ0L2NvbnZlcnNpb24vdjEvY29udmVyc2lvbl9zZXJ2aWNlLnByb3RvEhhzbWFydHN0YXJ0LmNvbnZlcnNpb24udjEi9gEKB1ZlbnR1cmUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIbChNjb252ZXJzaW9uX3Bvb2xfYnBzGAQgASgFEhMKC2dyYW50ZWRfYnBzGAUgASgFEhMKC3BlbmRpbmdfYnBzGAYgASgFEhUKDWF2YWlsYWJsZV9icHMYByABKAUSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiagoUQ3JlYXRlVmVudHVyZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIbChNjb252ZXJzaW9uX3Bvb2xfYnBzGAMgASgFEhIKCnJlcXVlc3RfaWQYBCABKAkiewoUVXBkYXRlVmVudHVyZVJlcXVlc3QSMgoHdmVudHVyZRgBIAEoCzIhLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5WZW50dXJlEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayInChFHZXRWZW50dXJlUmVxdWVzdBISCgp2ZW50dXJlX2lkGAEgASgJIjwKE0xpc3RWZW50dXJlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiZAoUTGlzdFZlbnR1cmVzUmVzcG9uc2USMwoIdmVudHVyZXMYASADKAsyIS5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuVmVudHVyZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTwoSR2V0Q2FwVGFibGVSZXF1ZXN0EhIKCnZlbnR1cmVfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiyQEKDUNhcFRhYmxlRW50cnkSDwoHdXNlcl9pZBgBIAEoCRITCgtncmFudGVkX2JwcxgCIAEoBRITCgtncmFudF9jb3VudBgDIAEoBRISCgpidXpfYnVybmVkGAQgASgDEjQKEGZpcnN0X2dyYW50ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2xhc3RfZ3JhbnRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuQEKCENhcFRhYmxlEhIKCnZlbnR1cmVfaWQYASABKAkSGwoTY29udmVyc2lvbl9wb29sX2JwcxgCIAEoBRITCgtncmFudGVkX2JwcxgDIAEoBRIUCgxob2xkZXJfY291bnQYBCABKAUSOAoHZW50cmllcxgFIAMoCzInLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5DYXBUYWJsZUVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgGIAEoCSL3AgoGV2luZG93EgoKAmlkGAEgASgJEg0KBWxhYmVsGAIgASgJEiwKCG9wZW5zX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgljbG9zZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2VxdWl0eV9yYXRlX2JwcxgFIAEoBRI2CgZzdGF0dXMYBiABKA4yJi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuV2luZG93U3RhdHVzEhIKCmNyZWF0ZWRfYnkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZmluYWxpemVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ1ChJMaXN0V2luZG93c1JlcXVlc3QSOAoIc3RhdHVzZXMYASADKA4yJi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuV2luZG93U3RhdHVzEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImEKE0xpc3RXaW5kb3dzUmVzcG9uc2USMQoHd2luZG93cxgBIAMoCzIgLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5XaW5kb3cSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFdpbmRvd1JlcXVlc3QSEQoJd2luZG93X2lkGAEgASgJIhkKF0dldEFjdGl2ZVdpbmRvd3NSZXF1ZXN0Ik0KGEdldEFjdGl2ZVdpbmRvd3NSZXNwb25zZRIxCgd3aW5kb3dzGAEgAygLMiAuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLldpbmRvdyLHAQoTQ3JlYXRlV2luZG93UmVxdWVzdBINCgVsYWJlbBgBIAEoCRIsCghvcGVuc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJY2xvc2VzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcCg9lcXVpdHlfcmF0ZV9icHMYBCABKAVIAIgBARISCgpyZXF1ZXN0X2lkGAUgASgJQhIKEF9lcXVpdHlfcmF0ZV9icHMiRQoXVXBkYXRlV2luZG93UmF0ZVJlcXVlc3QSEQoJd2luZG93X2lkGAEgASgJEhcKD2VxdWl0eV9yYXRlX2JwcxgCIAEoBSI+ChVGaW5hbGl6ZVdpbmRvd1JlcXVlc3QSEQoJd2luZG93X2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkidwoWRmluYWxpemVXaW5kb3dSZXNwb25zZRIwCgZ3aW5kb3cYASABKAsyIC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuV2luZG93EhUKDWV4cGlyZWRfY291bnQYAiABKAUSFAoMYnV6X3VubG9ja2VkGAMgASgDIqEDCgpDb252ZXJzaW9uEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSEQoJd2luZG93X2lkGAMgASgJEhIKCnZlbnR1cmVfaWQYBCABKAkSOgoGc3RhdHVzGAUgASgOMiouc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkNvbnZlcnNpb25TdGF0dXMSFQoNYnV6X3JlcXVlc3RlZBgGIAEoAxIXCg9lcXVpdHlfcmF0ZV9icHMYByABKAUSEwoLZ3JhbnRlZF9icHMYCCABKAUSEgoKYnV6X2xvY2tlZBgJIAEoAxISCgpkZWNpZGVkX2J5GAogASgJEhUKDWRlY2lzaW9uX25vdGUYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmVzb2x2ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImkKGFJlcXVlc3RDb252ZXJzaW9uUmVxdWVzdBIRCgl3aW5kb3dfaWQYASABKAkSEgoKdmVudHVyZV9pZBgCIAEoCRISCgpidXpfYW1vdW50GAMgASgDEhIKCnJlcXVlc3RfaWQYBCABKAkiLQoUR2V0Q29udmVyc2lvblJlcXVlc3QSFQoNY29udmVyc2lvbl9pZBgBIAEoCSJEChdDYW5jZWxDb252ZXJzaW9uUmVxdWVzdBIVCg1jb252ZXJzaW9uX2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkiUwoYQXBwcm92ZUNvbnZlcnNpb25SZXF1ZXN0EhUKDWNvbnZlcnNpb25faWQYASABKAkSDAoEbm90ZRgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIlIKF1JlamVjdENvbnZlcnNpb25SZXF1ZXN0EhUKDWNvbnZlcnNpb25faWQYASABKAkSDAoEbm90ZRgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIqYBChhMaXN0TXlDb252ZXJzaW9uc1JlcXVlc3QSEQoJd2luZG93X2lkGAEgASgJEhIKCnZlbnR1cmVfaWQYAiABKAkSPAoIc3RhdHVzZXMYAyADKA4yKi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQ29udmVyc2lvblN0YXR1cxIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJvChlMaXN0TXlDb252ZXJzaW9uc1Jlc3BvbnNlEjkKC2NvbnZlcnNpb25zGAEgAygLMiQuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkNvbnZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrUBChZMaXN0Q29udmVyc2lvbnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEQoJd2luZG93X2lkGAIgASgJEhIKCnZlbnR1cmVfaWQYAyABKAkSPAoIc3RhdHVzZXMYBCADKA4yKi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQ29udmVyc2lvblN0YXR1cxIRCglwYWdlX3NpemUYBSABKAUSEgoKcGFnZV90b2tlbhgGIAEoCSJtChdMaXN0Q29udmVyc2lvbnNSZXNwb25zZRI5Cgtjb252ZXJzaW9ucxgBIAMoCzIkLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5Db252ZXJzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSqZAQoMV2luZG93U3RhdHVzEh0KGVdJTkRPV19TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdXSU5ET1dfU1RBVFVTX1NDSEVEVUxFRBABEhYKEldJTkRPV19TVEFUVVNfT1BFThACEhgKFFdJTkRPV19TVEFUVVNfQ0xPU0VEEAMSGwoXV0lORE9XX1NUQVRVU19GSU5BTElaRUQQBCrUAQoQQ29udmVyc2lvblN0YXR1cxIhCh1DT05WRVJTSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGUNPTlZFUlNJT05fU1RBVFVTX1BFTkRJTkcQARIeChpDT05WRVJTSU9OX1NUQVRVU19BUFBST1ZFRBACEh4KGkNPTlZFUlNJT05fU1RBVFVTX1JFSkVDVEVEEAMSHwobQ09OVkVSU0lPTl9TVEFUVVNfQ0FOQ0VMTEVEEAQSHQoZQ09OVkVSU0lPTl9TVEFUVVNfRVhQSVJFRBAFMvIWChFDb252ZXJzaW9uU2VydmljZRKJAQoNQ3JlYXRlVmVudHVyZRIuLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5DcmVhdGVWZW50dXJlUmVxdWVzdBohLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5WZW50dXJlIiXK8xgGCAMSAgIDgtPkkwIVOgEqIhAvYXBpL3YxL3ZlbnR1cmVzEpwBCg1VcGRhdGVWZW50dXJlEi4uc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLlVwZGF0ZVZlbnR1cmVSZXF1ZXN0GiEuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLlZlbnR1cmUiOMrzGAYIAxICAgOC0+STAig6B3ZlbnR1cmUyHS9hcGkvdjEvdmVudHVyZXMve3ZlbnR1cmUuaWR9EokBCgpHZXRWZW50dXJlEisuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkdldFZlbnR1cmVSZXF1ZXN0GiEuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLlZlbnR1cmUiK8rzGAIIAoLT5JMCHxIdL2FwaS92MS92ZW50dXJlcy97dmVudHVyZV9pZH0SjQEKDExpc3RWZW50dXJlcxItLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5MaXN0VmVudHVyZXNSZXF1ZXN0Gi4uc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkxpc3RWZW50dXJlc1Jlc3BvbnNlIh7K8xgCCAKC0+STAhISEC9hcGkvdjEvdmVudHVyZXMSmgEKC0dldENhcFRhYmxlEiwuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkdldENhcFRhYmxlUmVxdWVzdBoiLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5DYXBUYWJsZSI5yvMYBggDEgIDAoLT5JMCKRInL2FwaS92MS92ZW50dXJlcy97dmVudHVyZV9pZH0vY2FwLXRhYmxlEpQBCgtMaXN0V2luZG93cxIsLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5MaXN0V2luZG93c1JlcXVlc3QaLS5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuTGlzdFdpbmRvd3NSZXNwb25zZSIoyvMYAggCgtPkkwIcEhovYXBpL3YxL2NvbnZlcnNpb24td2luZG93cxKPAQoJR2V0V2luZG93Eiouc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkdldFdpbmRvd1JlcXVlc3QaIC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuV2luZG93IjTK8xgCCAKC0+STAigSJi9hcGkvdjEvY29udmVyc2lvbi13aW5kb3dzL3t3aW5kb3dfaWR9EqoBChBHZXRBY3RpdmVXaW5kb3dzEjEuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkdldEFjdGl2ZVdpbmRvd3NSZXF1ZXN0GjIuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkdldEFjdGl2ZVdpbmRvd3NSZXNwb25zZSIvyvMYAggCgtPkkwIjEiEvYXBpL3YxL2NvbnZlcnNpb24td2luZG93cy9hY3RpdmUSjwEKDENyZWF0ZVdpbmRvdxItLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5DcmVhdGVXaW5kb3dSZXF1ZXN0GiAuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLldpbmRvdyIuyvMYBQgDEgEDgtPkkwIfOgEqIhovYXBpL3YxL2NvbnZlcnNpb24td2luZG93cxKoAQoQVXBkYXRlV2luZG93UmF0ZRIxLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5VcGRhdGVXaW5kb3dSYXRlUmVxdWVzdBogLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5XaW5kb3ciP8rzGAUIAxIBA4LT5JMCMDoBKjIrL2FwaS92MS9jb252ZXJzaW9uLXdpbmRvd3Mve3dpbmRvd19pZH0vcmF0ZRK4AQoORmluYWxpemVXaW5kb3cSLy5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuRmluYWxpemVXaW5kb3dSZXF1ZXN0GjAuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkZpbmFsaXplV2luZG93UmVzcG9uc2UiQ8rzGAUIAxIBA4LT5JMCNDoBKiIvL2FwaS92MS9jb252ZXJzaW9uLXdpbmRvd3Mve3dpbmRvd19pZH0vZmluYWxpemUSlgEKEVJlcXVlc3RDb252ZXJzaW9uEjIuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLlJlcXVlc3RDb252ZXJzaW9uUmVxdWVzdBokLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5Db252ZXJzaW9uIifK8xgCCAKC0+STAhs6ASoiFi9hcGkvdjEvZXF1aXR5L2NvbnZlcnQSnwEKDUdldENvbnZlcnNpb24SLi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuR2V0Q29udmVyc2lvblJlcXVlc3QaJC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQ29udmVyc2lvbiI4yvMYAggCgtPkkwIsEiovYXBpL3YxL2VxdWl0eS9jb252ZXJzaW9ucy97Y29udmVyc2lvbl9pZH0SrwEKEENhbmNlbENvbnZlcnNpb24SMS5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQ2FuY2VsQ29udmVyc2lvblJlcXVlc3QaJC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQ29udmVyc2lvbiJCyvMYAggCgtPkkwI2OgEqIjEvYXBpL3YxL2VxdWl0eS9jb252ZXJzaW9ucy97Y29udmVyc2lvbl9pZH0vY2FuY2VsErUBChFBcHByb3ZlQ29udmVyc2lvbhIyLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5BcHByb3ZlQ29udmVyc2lvblJlcXVlc3QaJC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQ29udmVyc2lvbiJGyvMYBQgDEgEDgtPkkwI3OgEqIjIvYXBpL3YxL2VxdWl0eS9jb252ZXJzaW9ucy97Y29udmVyc2lvbl9pZH0vYXBwcm92ZRKyAQoQUmVqZWN0Q29udmVyc2lvbhIxLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5SZWplY3RDb252ZXJzaW9uUmVxdWVzdBokLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5Db252ZXJzaW9uIkXK8xgFCAMSAQOC0+STAjY6ASoiMS9hcGkvdjEvZXF1aXR5L2NvbnZlcnNpb25zL3tjb252ZXJzaW9uX2lkfS9yZWplY3QSqQEKEUxpc3RNeUNvbnZlcnNpb25zEjIuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkxpc3RNeUNvbnZlcnNpb25zUmVxdWVzdBozLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5MaXN0TXlDb252ZXJzaW9uc1Jlc3BvbnNlIivK8xgCCAKC0+STAh8SHS9hcGkvdjEvZXF1aXR5L21lL2NvbnZlcnNpb25zEqQBCg9MaXN0Q29udmVyc2lvbnMSMC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuTGlzdENvbnZlcnNpb25zUmVxdWVzdBoxLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5MaXN0Q29udmVyc2lvbnNSZXNwb25zZSIsyvMYBggDEgIDAoLT5JMCHBIaL2FwaS92MS9lcXVpdHkvY29udmVyc2lvbnNiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_smartstart_common_v1_options]);
+  fileDesc("CjFzbWFydHN0YXJ0L2NvbnZlcnNpb24vdjEvY29udmVyc2lvbl9zZXJ2aWNlLnByb3RvEhhzbWFydHN0YXJ0LmNvbnZlcnNpb24udjEi9gEKB1ZlbnR1cmUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIbChNjb252ZXJzaW9uX3Bvb2xfYnBzGAQgASgFEhMKC2dyYW50ZWRfYnBzGAUgASgFEhMKC3BlbmRpbmdfYnBzGAYgASgFEhUKDWF2YWlsYWJsZV9icHMYByABKAUSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiagoUQ3JlYXRlVmVudHVyZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIbChNjb252ZXJzaW9uX3Bvb2xfYnBzGAMgASgFEhIKCnJlcXVlc3RfaWQYBCABKAkiewoUVXBkYXRlVmVudHVyZVJlcXVlc3QSMgoHdmVudHVyZRgBIAEoCzIhLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5WZW50dXJlEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayInChFHZXRWZW50dXJlUmVxdWVzdBISCgp2ZW50dXJlX2lkGAEgASgJIjwKE0xpc3RWZW50dXJlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiZAoUTGlzdFZlbnR1cmVzUmVzcG9uc2USMwoIdmVudHVyZXMYASADKAsyIS5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuVmVudHVyZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTwoSR2V0Q2FwVGFibGVSZXF1ZXN0EhIKCnZlbnR1cmVfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiyQEKDUNhcFRhYmxlRW50cnkSDwoHdXNlcl9pZBgBIAEoCRITCgtncmFudGVkX2JwcxgCIAEoBRITCgtncmFudF9jb3VudBgDIAEoBRISCgpidXpfYnVybmVkGAQgASgDEjQKEGZpcnN0X2dyYW50ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2xhc3RfZ3JhbnRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuQEKCENhcFRhYmxlEhIKCnZlbnR1cmVfaWQYASABKAkSGwoTY29udmVyc2lvbl9wb29sX2JwcxgCIAEoBRITCgtncmFudGVkX2JwcxgDIAEoBRIUCgxob2xkZXJfY291bnQYBCABKAUSOAoHZW50cmllcxgFIAMoCzInLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5DYXBUYWJsZUVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgGIAEoCSL3AgoGV2luZG93EgoKAmlkGAEgASgJEg0KBWxhYmVsGAIgASgJEiwKCG9wZW5zX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgljbG9zZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2VxdWl0eV9yYXRlX2JwcxgFIAEoBRI2CgZzdGF0dXMYBiABKA4yJi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuV2luZG93U3RhdHVzEhIKCmNyZWF0ZWRfYnkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZmluYWxpemVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ1ChJMaXN0V2luZG93c1JlcXVlc3QSOAoIc3RhdHVzZXMYASADKA4yJi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuV2luZG93U3RhdHVzEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImEKE0xpc3RXaW5kb3dzUmVzcG9uc2USMQoHd2luZG93cxgBIAMoCzIgLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5XaW5kb3cSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFdpbmRvd1JlcXVlc3QSEQoJd2luZG93X2lkGAEgASgJIhkKF0dldEFjdGl2ZVdpbmRvd3NSZXF1ZXN0Ik0KGEdldEFjdGl2ZVdpbmRvd3NSZXNwb25zZRIxCgd3aW5kb3dzGAEgAygLMiAuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLldpbmRvdyLHAQoTQ3JlYXRlV2luZG93UmVxdWVzdBINCgVsYWJlbBgBIAEoCRIsCghvcGVuc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJY2xvc2VzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcCg9lcXVpdHlfcmF0ZV9icHMYBCABKAVIAIgBARISCgpyZXF1ZXN0X2lkGAUgASgJQhIKEF9lcXVpdHlfcmF0ZV9icHMiRQoXVXBkYXRlV2luZG93UmF0ZVJlcXVlc3QSEQoJd2luZG93X2lkGAEgASgJEhcKD2VxdWl0eV9yYXRlX2JwcxgCIAEoBSI+ChVGaW5hbGl6ZVdpbmRvd1JlcXVlc3QSEQoJd2luZG93X2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkidwoWRmluYWxpemVXaW5kb3dSZXNwb25zZRIwCgZ3aW5kb3cYASABKAsyIC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuV2luZG93EhUKDWV4cGlyZWRfY291bnQYAiABKAUSFAoMYnV6X3VubG9ja2VkGAMgASgDIhcKFUdldERlZmF1bHRSYXRlUmVxdWVzdCJqCgtEZWZhdWx0UmF0ZRIXCg9lcXVpdHlfcmF0ZV9icHMYASABKAUSLgoKdXBkYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKdXBkYXRlZF9ieRgDIAEoCSJDChhVcGRhdGVEZWZhdWx0UmF0ZVJlcXVlc3QSFwoPZXF1aXR5X3JhdGVfYnBzGAEgASgFEg4KBnJlYXNvbhgCIAEoCSKLAQoZVXBkYXRlRGVmYXVsdFJhdGVSZXNwb25zZRI7CgxkZWZhdWx0X3JhdGUYASABKAsyJS5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuRGVmYXVsdFJhdGUSMQoHd2luZG93cxgCIAMoCzIgLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5XaW5kb3cioQMKCkNvbnZlcnNpb24SCgoCaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIRCgl3aW5kb3dfaWQYAyABKAkSEgoKdmVudHVyZV9pZBgEIAEoCRI6CgZzdGF0dXMYBSABKA4yKi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQ29udmVyc2lvblN0YXR1cxIVCg1idXpfcmVxdWVzdGVkGAYgASgDEhcKD2VxdWl0eV9yYXRlX2JwcxgHIAEoBRITCgtncmFudGVkX2JwcxgIIAEoBRISCgpidXpfbG9ja2VkGAkgASgDEhIKCmRlY2lkZWRfYnkYCiABKAkSFQoNZGVjaXNpb25fbm90ZRgLIAEoCRIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXNvbHZlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiaQoYUmVxdWVzdENvbnZlcnNpb25SZXF1ZXN0EhEKCXdpbmRvd19pZBgBIAEoCRISCgp2ZW50dXJlX2lkGAIgASgJEhIKCmJ1el9hbW91bnQYAyABKAMSEgoKcmVxdWVzdF9pZBgEIAEoCSItChRHZXRDb252ZXJzaW9uUmVxdWVzdBIVCg1jb252ZXJzaW9uX2lkGAEgASgJIkQKF0NhbmNlbENvbnZlcnNpb25SZXF1ZXN0EhUKDWNvbnZlcnNpb25faWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCSJTChhBcHByb3ZlQ29udmVyc2lvblJlcXVlc3QSFQoNY29udmVyc2lvbl9pZBgBIAEoCRIMCgRub3RlGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiUgoXUmVqZWN0Q29udmVyc2lvblJlcXVlc3QSFQoNY29udmVyc2lvbl9pZBgBIAEoCRIMCgRub3RlGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkipgEKGExpc3RNeUNvbnZlcnNpb25zUmVxdWVzdBIRCgl3aW5kb3dfaWQYASABKAkSEgoKdmVudHVyZV9pZBgCIAEoCRI8CghzdGF0dXNlcxgDIAMoDjIqLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5Db252ZXJzaW9uU3RhdHVzEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIm8KGUxpc3RNeUNvbnZlcnNpb25zUmVzcG9uc2USOQoLY29udmVyc2lvbnMYASADKAsyJC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQ29udmVyc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkitQEKFkxpc3RDb252ZXJzaW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIRCgl3aW5kb3dfaWQYAiABKAkSEgoKdmVudHVyZV9pZBgDIAEoCRI8CghzdGF0dXNlcxgEIAMoDjIqLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5Db252ZXJzaW9uU3RhdHVzEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJIm0KF0xpc3RDb252ZXJzaW9uc1Jlc3BvbnNlEjkKC2NvbnZlcnNpb25zGAEgAygLMiQuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkNvbnZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKpkBCgxXaW5kb3dTdGF0dXMSHQoZV0lORE9XX1NUQVRVU19VTlNQRUNJRklFRBAAEhsKF1dJTkRPV19TVEFUVVNfU0NIRURVTEVEEAESFgoSV0lORE9XX1NUQVRVU19PUEVOEAISGAoUV0lORE9XX1NUQVRVU19DTE9TRUQQAxIbChdXSU5ET1dfU1RBVFVTX0ZJTkFMSVpFRBAEKtQBChBDb252ZXJzaW9uU3RhdHVzEiEKHUNPTlZFUlNJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASHQoZQ09OVkVSU0lPTl9TVEFUVVNfUEVORElORxABEh4KGkNPTlZFUlNJT05fU1RBVFVTX0FQUFJPVkVEEAISHgoaQ09OVkVSU0lPTl9TVEFUVVNfUkVKRUNURUQQAxIfChtDT05WRVJTSU9OX1NUQVRVU19DQU5DRUxMRUQQBBIdChlDT05WRVJTSU9OX1NUQVRVU19FWFBJUkVEEAUyuBkKEUNvbnZlcnNpb25TZXJ2aWNlEokBCg1DcmVhdGVWZW50dXJlEi4uc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkNyZWF0ZVZlbnR1cmVSZXF1ZXN0GiEuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLlZlbnR1cmUiJcrzGAYIAxICAgOC0+STAhU6ASoiEC9hcGkvdjEvdmVudHVyZXMSnAEKDVVwZGF0ZVZlbnR1cmUSLi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuVXBkYXRlVmVudHVyZVJlcXVlc3QaIS5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuVmVudHVyZSI4yvMYBggDEgICA4LT5JMCKDoHdmVudHVyZTIdL2FwaS92MS92ZW50dXJlcy97dmVudHVyZS5pZH0SiQEKCkdldFZlbnR1cmUSKy5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuR2V0VmVudHVyZVJlcXVlc3QaIS5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuVmVudHVyZSIryvMYAggCgtPkkwIfEh0vYXBpL3YxL3ZlbnR1cmVzL3t2ZW50dXJlX2lkfRKNAQoMTGlzdFZlbnR1cmVzEi0uc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkxpc3RWZW50dXJlc1JlcXVlc3QaLi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuTGlzdFZlbnR1cmVzUmVzcG9uc2UiHsrzGAIIAoLT5JMCEhIQL2FwaS92MS92ZW50dXJlcxKaAQoLR2V0Q2FwVGFibGUSLC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuR2V0Q2FwVGFibGVSZXF1ZXN0GiIuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkNhcFRhYmxlIjnK8xgGCAMSAgMCgtPkkwIpEicvYXBpL3YxL3ZlbnR1cmVzL3t2ZW50dXJlX2lkfS9jYXAtdGFibGUSlAEKC0xpc3RXaW5kb3dzEiwuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkxpc3RXaW5kb3dzUmVxdWVzdBotLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5MaXN0V2luZG93c1Jlc3BvbnNlIijK8xgCCAKC0+STAhwSGi9hcGkvdjEvY29udmVyc2lvbi13aW5kb3dzEo8BCglHZXRXaW5kb3cSKi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuR2V0V2luZG93UmVxdWVzdBogLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5XaW5kb3ciNMrzGAIIAoLT5JMCKBImL2FwaS92MS9jb252ZXJzaW9uLXdpbmRvd3Mve3dpbmRvd19pZH0SqgEKEEdldEFjdGl2ZVdpbmRvd3MSMS5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuR2V0QWN0aXZlV2luZG93c1JlcXVlc3QaMi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuR2V0QWN0aXZlV2luZG93c1Jlc3BvbnNlIi/K8xgCCAKC0+STAiMSIS9hcGkvdjEvY29udmVyc2lvbi13aW5kb3dzOmFjdGl2ZRKPAQoMQ3JlYXRlV2luZG93Ei0uc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkNyZWF0ZVdpbmRvd1JlcXVlc3QaIC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuV2luZG93Ii7K8xgFCAMSAQOC0+STAh86ASoiGi9hcGkvdjEvY29udmVyc2lvbi13aW5kb3dzEqgBChBVcGRhdGVXaW5kb3dSYXRlEjEuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLlVwZGF0ZVdpbmRvd1JhdGVSZXF1ZXN0GiAuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLldpbmRvdyI/yvMYBQgDEgEDgtPkkwIwOgEqMisvYXBpL3YxL2NvbnZlcnNpb24td2luZG93cy97d2luZG93X2lkfS9yYXRlErgBCg5GaW5hbGl6ZVdpbmRvdxIvLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5GaW5hbGl6ZVdpbmRvd1JlcXVlc3QaMC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuRmluYWxpemVXaW5kb3dSZXNwb25zZSJDyvMYBQgDEgEDgtPkkwI0OgEqIi8vYXBpL3YxL2NvbnZlcnNpb24td2luZG93cy97d2luZG93X2lkfS9maW5hbGl6ZRKTAQoOR2V0RGVmYXVsdFJhdGUSLy5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuR2V0RGVmYXVsdFJhdGVSZXF1ZXN0GiUuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkRlZmF1bHRSYXRlIinK8xgCCAKC0+STAh0SGy9hcGkvdjEvZXF1aXR5L2RlZmF1bHQtcmF0ZRKtAQoRVXBkYXRlRGVmYXVsdFJhdGUSMi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuVXBkYXRlRGVmYXVsdFJhdGVSZXF1ZXN0GjMuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLlVwZGF0ZURlZmF1bHRSYXRlUmVzcG9uc2UiL8rzGAUIAxIBA4LT5JMCIDoBKhobL2FwaS92MS9lcXVpdHkvZGVmYXVsdC1yYXRlEpYBChFSZXF1ZXN0Q29udmVyc2lvbhIyLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5SZXF1ZXN0Q29udmVyc2lvblJlcXVlc3QaJC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQ29udmVyc2lvbiInyvMYAggCgtPkkwIbOgEqIhYvYXBpL3YxL2VxdWl0eS9jb252ZXJ0Ep8BCg1HZXRDb252ZXJzaW9uEi4uc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkdldENvbnZlcnNpb25SZXF1ZXN0GiQuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkNvbnZlcnNpb24iOMrzGAIIAoLT5JMCLBIqL2FwaS92MS9lcXVpdHkvY29udmVyc2lvbnMve2NvbnZlcnNpb25faWR9Eq8BChBDYW5jZWxDb252ZXJzaW9uEjEuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkNhbmNlbENvbnZlcnNpb25SZXF1ZXN0GiQuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkNvbnZlcnNpb24iQsrzGAIIAoLT5JMCNjoBKiIxL2FwaS92MS9lcXVpdHkvY29udmVyc2lvbnMve2NvbnZlcnNpb25faWR9L2NhbmNlbBK1AQoRQXBwcm92ZUNvbnZlcnNpb24SMi5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQXBwcm92ZUNvbnZlcnNpb25SZXF1ZXN0GiQuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkNvbnZlcnNpb24iRsrzGAUIAxIBA4LT5JMCNzoBKiIyL2FwaS92MS9lcXVpdHkvY29udmVyc2lvbnMve2NvbnZlcnNpb25faWR9L2FwcHJvdmUSsgEKEFJlamVjdENvbnZlcnNpb24SMS5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuUmVqZWN0Q29udmVyc2lvblJlcXVlc3QaJC5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuQ29udmVyc2lvbiJFyvMYBQgDEgEDgtPkkwI2OgEqIjEvYXBpL3YxL2VxdWl0eS9jb252ZXJzaW9ucy97Y29udmVyc2lvbl9pZH0vcmVqZWN0EqkBChFMaXN0TXlDb252ZXJzaW9ucxIyLnNtYXJ0c3RhcnQuY29udmVyc2lvbi52MS5MaXN0TXlDb252ZXJzaW9uc1JlcXVlc3QaMy5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuTGlzdE15Q29udmVyc2lvbnNSZXNwb25zZSIryvMYAggCgtPkkwIfEh0vYXBpL3YxL2VxdWl0eS9tZS9jb252ZXJzaW9ucxKkAQoPTGlzdENvbnZlcnNpb25zEjAuc21hcnRzdGFydC5jb252ZXJzaW9uLnYxLkxpc3RDb252ZXJzaW9uc1JlcXVlc3QaMS5zbWFydHN0YXJ0LmNvbnZlcnNpb24udjEuTGlzdENvbnZlcnNpb25zUmVzcG9uc2UiLMrzGAYIAxICAwKC0+STAhwSGi9hcGkvdjEvZXF1aXR5L2NvbnZlcnNpb25zYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_smartstart_common_v1_options]);
 
 /**
  * A venture whose equity can be earned by converting BUZ.
@@ -613,14 +613,15 @@ export type CreateWindowRequest = Message<"smartstart.conversion.v1.CreateWindow
   label: string;
 
   /**
-   * Required. Start (UTC), in the future.
+   * Required. Start (UTC). In the future: the window is SCHEDULED; at or before now: it
+   * opens at once and its opens_at is now.
    *
    * @generated from field: google.protobuf.Timestamp opens_at = 2;
    */
   opensAt?: Timestamp | undefined;
 
   /**
-   * Required. End (UTC), after opens_at.
+   * Required. End (UTC), after opens_at and in the future.
    *
    * @generated from field: google.protobuf.Timestamp closes_at = 3;
    */
@@ -628,7 +629,7 @@ export type CreateWindowRequest = Message<"smartstart.conversion.v1.CreateWindow
 
   /**
    * Basis points of venture equity per 10,000 BUZ, 1..10,000. Unset = the board's
-   * current default rate (a system setting, changed through the Ops service).
+   * current default rate (GetDefaultRate; the board changes it with UpdateDefaultRate).
    *
    * @generated from field: optional int32 equity_rate_bps = 4;
    */
@@ -743,6 +744,113 @@ export const FinalizeWindowResponseSchema: GenMessage<FinalizeWindowResponse> = 
   messageDesc(file_smartstart_conversion_v1_conversion_service, 18);
 
 /**
+ * Request of GetDefaultRate. No parameters.
+ *
+ * @generated from message smartstart.conversion.v1.GetDefaultRateRequest
+ */
+export type GetDefaultRateRequest = Message<"smartstart.conversion.v1.GetDefaultRateRequest"> & {
+};
+
+/**
+ * Describes the message smartstart.conversion.v1.GetDefaultRateRequest.
+ * Use `create(GetDefaultRateRequestSchema)` to create a new message.
+ */
+export const GetDefaultRateRequestSchema: GenMessage<GetDefaultRateRequest> = /*@__PURE__*/
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 19);
+
+/**
+ * The board's default rate for new windows.
+ *
+ * @generated from message smartstart.conversion.v1.DefaultRate
+ */
+export type DefaultRate = Message<"smartstart.conversion.v1.DefaultRate"> & {
+  /**
+   * Basis points of venture equity per 10,000 BUZ, 1..10,000 (default 100).
+   *
+   * @generated from field: int32 equity_rate_bps = 1;
+   */
+  equityRateBps: number;
+
+  /**
+   * When it was last set; unset while the default holds (as OpsService's Setting).
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 2;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * Who last set it (user id); empty while the default holds.
+   *
+   * @generated from field: string updated_by = 3;
+   */
+  updatedBy: string;
+};
+
+/**
+ * Describes the message smartstart.conversion.v1.DefaultRate.
+ * Use `create(DefaultRateSchema)` to create a new message.
+ */
+export const DefaultRateSchema: GenMessage<DefaultRate> = /*@__PURE__*/
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 20);
+
+/**
+ * Request of UpdateDefaultRate.
+ *
+ * @generated from message smartstart.conversion.v1.UpdateDefaultRateRequest
+ */
+export type UpdateDefaultRateRequest = Message<"smartstart.conversion.v1.UpdateDefaultRateRequest"> & {
+  /**
+   * Required. New default: basis points of venture equity per 10,000 BUZ, 1..10,000.
+   *
+   * @generated from field: int32 equity_rate_bps = 1;
+   */
+  equityRateBps: number;
+
+  /**
+   * Optional. Why, up to 500 chars; recorded in the audit event.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message smartstart.conversion.v1.UpdateDefaultRateRequest.
+ * Use `create(UpdateDefaultRateRequestSchema)` to create a new message.
+ */
+export const UpdateDefaultRateRequestSchema: GenMessage<UpdateDefaultRateRequest> = /*@__PURE__*/
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 21);
+
+/**
+ * Response of UpdateDefaultRate.
+ *
+ * @generated from message smartstart.conversion.v1.UpdateDefaultRateResponse
+ */
+export type UpdateDefaultRateResponse = Message<"smartstart.conversion.v1.UpdateDefaultRateResponse"> & {
+  /**
+   * The default rate now.
+   *
+   * @generated from field: smartstart.conversion.v1.DefaultRate default_rate = 1;
+   */
+  defaultRate?: DefaultRate | undefined;
+
+  /**
+   * The job's not yet opened windows moved to the new rate (empty when none was, or the
+   * rate did not change), soonest opens_at first.
+   *
+   * @generated from field: repeated smartstart.conversion.v1.Window windows = 2;
+   */
+  windows: Window[];
+};
+
+/**
+ * Describes the message smartstart.conversion.v1.UpdateDefaultRateResponse.
+ * Use `create(UpdateDefaultRateResponseSchema)` to create a new message.
+ */
+export const UpdateDefaultRateResponseSchema: GenMessage<UpdateDefaultRateResponse> = /*@__PURE__*/
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 22);
+
+/**
  * A request to convert BUZ into venture equity.
  *
  * @generated from message smartstart.conversion.v1.Conversion
@@ -854,7 +962,7 @@ export type Conversion = Message<"smartstart.conversion.v1.Conversion"> & {
  * Use `create(ConversionSchema)` to create a new message.
  */
 export const ConversionSchema: GenMessage<Conversion> = /*@__PURE__*/
-  messageDesc(file_smartstart_conversion_v1_conversion_service, 19);
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 23);
 
 /**
  * Request of RequestConversion.
@@ -898,7 +1006,7 @@ export type RequestConversionRequest = Message<"smartstart.conversion.v1.Request
  * Use `create(RequestConversionRequestSchema)` to create a new message.
  */
 export const RequestConversionRequestSchema: GenMessage<RequestConversionRequest> = /*@__PURE__*/
-  messageDesc(file_smartstart_conversion_v1_conversion_service, 20);
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 24);
 
 /**
  * Request of GetConversion.
@@ -919,7 +1027,7 @@ export type GetConversionRequest = Message<"smartstart.conversion.v1.GetConversi
  * Use `create(GetConversionRequestSchema)` to create a new message.
  */
 export const GetConversionRequestSchema: GenMessage<GetConversionRequest> = /*@__PURE__*/
-  messageDesc(file_smartstart_conversion_v1_conversion_service, 21);
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 25);
 
 /**
  * Request of CancelConversion.
@@ -947,7 +1055,7 @@ export type CancelConversionRequest = Message<"smartstart.conversion.v1.CancelCo
  * Use `create(CancelConversionRequestSchema)` to create a new message.
  */
 export const CancelConversionRequestSchema: GenMessage<CancelConversionRequest> = /*@__PURE__*/
-  messageDesc(file_smartstart_conversion_v1_conversion_service, 22);
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 26);
 
 /**
  * Request of ApproveConversion.
@@ -982,7 +1090,7 @@ export type ApproveConversionRequest = Message<"smartstart.conversion.v1.Approve
  * Use `create(ApproveConversionRequestSchema)` to create a new message.
  */
 export const ApproveConversionRequestSchema: GenMessage<ApproveConversionRequest> = /*@__PURE__*/
-  messageDesc(file_smartstart_conversion_v1_conversion_service, 23);
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 27);
 
 /**
  * Request of RejectConversion.
@@ -1017,7 +1125,7 @@ export type RejectConversionRequest = Message<"smartstart.conversion.v1.RejectCo
  * Use `create(RejectConversionRequestSchema)` to create a new message.
  */
 export const RejectConversionRequestSchema: GenMessage<RejectConversionRequest> = /*@__PURE__*/
-  messageDesc(file_smartstart_conversion_v1_conversion_service, 24);
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 28);
 
 /**
  * Request of ListMyConversions.
@@ -1068,7 +1176,7 @@ export type ListMyConversionsRequest = Message<"smartstart.conversion.v1.ListMyC
  * Use `create(ListMyConversionsRequestSchema)` to create a new message.
  */
 export const ListMyConversionsRequestSchema: GenMessage<ListMyConversionsRequest> = /*@__PURE__*/
-  messageDesc(file_smartstart_conversion_v1_conversion_service, 25);
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 29);
 
 /**
  * Response of ListMyConversions.
@@ -1096,7 +1204,7 @@ export type ListMyConversionsResponse = Message<"smartstart.conversion.v1.ListMy
  * Use `create(ListMyConversionsResponseSchema)` to create a new message.
  */
 export const ListMyConversionsResponseSchema: GenMessage<ListMyConversionsResponse> = /*@__PURE__*/
-  messageDesc(file_smartstart_conversion_v1_conversion_service, 26);
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 30);
 
 /**
  * Request of ListConversions.
@@ -1154,7 +1262,7 @@ export type ListConversionsRequest = Message<"smartstart.conversion.v1.ListConve
  * Use `create(ListConversionsRequestSchema)` to create a new message.
  */
 export const ListConversionsRequestSchema: GenMessage<ListConversionsRequest> = /*@__PURE__*/
-  messageDesc(file_smartstart_conversion_v1_conversion_service, 27);
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 31);
 
 /**
  * Response of ListConversions.
@@ -1182,7 +1290,7 @@ export type ListConversionsResponse = Message<"smartstart.conversion.v1.ListConv
  * Use `create(ListConversionsResponseSchema)` to create a new message.
  */
 export const ListConversionsResponseSchema: GenMessage<ListConversionsResponse> = /*@__PURE__*/
-  messageDesc(file_smartstart_conversion_v1_conversion_service, 28);
+  messageDesc(file_smartstart_conversion_v1_conversion_service, 32);
 
 /**
  * Lifecycle of a conversion window.
@@ -1417,6 +1525,8 @@ export const ConversionService: GenService<{
   /**
    * Returns the windows that are OPEN now (status OPEN), soonest closes_at first. Empty
    * when none is open. Not paginated (there are few open windows at a time).
+   * HTTP: a custom verb (`:active`), so the path cannot be taken for GetWindow's
+   * `/api/v1/conversion-windows/{window_id}` by an HTTP transcoder.
    * Access: any authenticated caller.
    *
    * @generated from rpc smartstart.conversion.v1.ConversionService.GetActiveWindows
@@ -1427,13 +1537,15 @@ export const ConversionService: GenService<{
     output: typeof GetActiveWindowsResponseSchema;
   },
   /**
-   * Schedules a window (status SCHEDULED). The 15-minute job opens it at opens_at and
-   * closes it at closes_at. Windows may overlap. The job itself also keeps a window for
-   * the next calendar quarter at the default rate; this RPC is for extra windows.
+   * Creates a window. With opens_at in the future it is SCHEDULED, and the 15-minute job
+   * opens it at opens_at; with opens_at at or before now it opens at once (status OPEN,
+   * opens_at set to now, audited as opened). The job closes it at closes_at. Windows may
+   * overlap. The job itself also keeps a window for the next calendar quarter at the
+   * default rate; this RPC is for extra windows.
    * Access: role board.
-   * Errors: INVALID_ARGUMENT when opens_at is not in the future, closes_at <= opens_at,
-   * or equity_rate_bps is outside 1..10,000; ALREADY_EXISTS (IDEMPOTENCY_CONFLICT) on a
-   * reused request_id with a different payload.
+   * Errors: INVALID_ARGUMENT for an empty/too long label, closes_at not after opens_at or
+   * not in the future, or equity_rate_bps outside 1..10,000; ALREADY_EXISTS
+   * (IDEMPOTENCY_CONFLICT) on a reused request_id with a different payload.
    *
    * @generated from rpc smartstart.conversion.v1.ConversionService.CreateWindow
    */
@@ -1473,6 +1585,37 @@ export const ConversionService: GenService<{
     methodKind: "unary";
     input: typeof FinalizeWindowRequestSchema;
     output: typeof FinalizeWindowResponseSchema;
+  },
+  /**
+   * Returns the board's default rate: the equity_rate_bps of the windows the 15-minute job
+   * schedules for the next quarters, and of CreateWindow calls that leave the rate unset
+   * (the business setting `conversion.default_rate_bps`).
+   * Access: any authenticated caller.
+   *
+   * @generated from rpc smartstart.conversion.v1.ConversionService.GetDefaultRate
+   */
+  getDefaultRate: {
+    methodKind: "unary";
+    input: typeof GetDefaultRateRequestSchema;
+    output: typeof DefaultRateSchema;
+  },
+  /**
+   * Sets the board's default rate (audited with the old and new value). In the same
+   * transaction it moves every window the job scheduled that has not opened yet (status
+   * SCHEDULED, opens_at in the future) to the new rate, each audited as a rate change;
+   * windows the board created keep their rate. Setting the current rate again succeeds
+   * and changes nothing. Every replica uses the new rate within its settings cache
+   * interval (30 s); the replica that answered, at once.
+   * Access: role board.
+   * Errors: INVALID_ARGUMENT when equity_rate_bps is outside 1..10,000 or reason is
+   * longer than 500 chars.
+   *
+   * @generated from rpc smartstart.conversion.v1.ConversionService.UpdateDefaultRate
+   */
+  updateDefaultRate: {
+    methodKind: "unary";
+    input: typeof UpdateDefaultRateRequestSchema;
+    output: typeof UpdateDefaultRateResponseSchema;
   },
   /**
    * Asks to convert BUZ of the caller's wallet into equity of a venture in an OPEN

@@ -817,14 +817,16 @@ export const PolicyViolationSchema: GenMessage<PolicyViolation> = /*@__PURE__*/
  */
 export type ActivityEvent = Message<"smartstart.profile.v1.ActivityEvent"> & {
   /**
-   * The caller's event id (1..128 characters); unique per event kind.
+   * The caller's event id (1..128 characters); unique per event kind (a review and a bug
+   * report may share an id).
    *
    * @generated from field: string event_id = 1;
    */
   eventId: string;
 
   /**
-   * When the activity happened (the day it counts for, in UTC).
+   * When the activity happened, as the caller said. Metrics count the event whenever it
+   * happened; XP it earns counts for reputation on the UTC day it was recorded.
    *
    * @generated from field: google.protobuf.Timestamp occurred_at = 2;
    */
@@ -2885,10 +2887,13 @@ export const ProfileService: GenService<{
     output: typeof ListUserBadgesResponseSchema;
   },
   /**
-   * Ingests "a review was submitted" (feeds helpfulReviews, reviewAgreementPct and the
-   * reviewed user's XP). Idempotent on `event_id`: a retry returns the first answer; the
-   * same id with a different payload is ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
-   * Caller: `system`. Errors: INVALID_ARGUMENT; NOT_FOUND (reviewer or subject user).
+   * Ingests "a review was submitted" (feeds the reviewer's helpfulReviews and
+   * reviewAgreementPct and, for a positive review, the reviewed user's XP: 5 x the
+   * reviewer's trust weight now, rounded half up). Idempotent on `event_id` among review
+   * events: a retry returns the first answer and changes nothing; the same id with a
+   * different payload is ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT (metadata `event_id`).
+   * Caller: `system`. Errors: INVALID_ARGUMENT (field rules, `subject_user_id` equal to
+   * `reviewer_user_id`); NOT_FOUND (reviewer or subject user, metadata `user_id`).
    *
    * @generated from rpc smartstart.profile.v1.ProfileService.RecordReviewSubmitted
    */
@@ -2899,8 +2904,8 @@ export const ProfileService: GenService<{
   },
   /**
    * Ingests "a user reported a bug" (feeds criticalBugReports). Idempotent on `event_id`
-   * as above. Caller: `system`. Errors: INVALID_ARGUMENT (severity unspecified);
-   * NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+   * among bug reports, as above. Caller: `system`. Errors: INVALID_ARGUMENT (severity
+   * unspecified, field rules); NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
    *
    * @generated from rpc smartstart.profile.v1.ProfileService.RecordBugReport
    */
@@ -2911,8 +2916,8 @@ export const ProfileService: GenService<{
   },
   /**
    * Ingests "a user violated a policy" (feeds policyViolations). Idempotent on `event_id`
-   * as above. Caller: `system`. Errors: INVALID_ARGUMENT; NOT_FOUND (user);
-   * ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+   * among policy violations, as above. Caller: `system`. Errors: INVALID_ARGUMENT (field
+   * rules); NOT_FOUND (user); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
    *
    * @generated from rpc smartstart.profile.v1.ProfileService.RecordPolicyViolation
    */
