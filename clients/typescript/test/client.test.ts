@@ -1,6 +1,6 @@
 // The TypeScript client against a real `smartstart serve` on the embedded PostgreSQL:
-// register a user, record an accepted task, read the wallet and the ledger, and see typed
-// error reasons. Run by `make ts-test` (node's test runner), which builds first.
+// register a user, create a venture, record an accepted task, read the wallet and the
+// ledger, and see typed error reasons. Run by `make ts-test` (node's test runner), which builds first.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -13,7 +13,11 @@ import assert from "node:assert/strict";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 
 import { Code, apiError, createSmartStartClient, type SmartStartClient } from "../src/index.js";
-import { TaskTier } from "../src/gen/smartstart/wallet/v1/wallet_service_pb.js";
+import {
+  LedgerEntryType,
+  TaskTier,
+  WithheldReason,
+} from "../src/gen/smartstart/wallet/v1/wallet_service_pb.js";
 
 const REPO = resolve(import.meta.dirname, "../../../..");
 const SMARTSTART = process.env.SMARTSTART_BIN ?? join(REPO, ".venv/bin/smartstart");
@@ -106,30 +110,62 @@ test("register, reward, wallet and ledger, typed errors", async () => {
     displayName: "Grace",
   });
 
-  // Recording an accepted task needs a venture, which ConversionService creates; until it
-  // answers, the task names an unknown venture and the typed reason is NOT_FOUND.
+  // A venture (the board's), then an accepted task for it. The new user has no reputation,
+  // KYC or device report yet, so the BUZ is withheld with typed reasons and the XP awarded.
+  const board = createSmartStartClient(baseUrl, { token: token(randomUUID(), ["board"]) });
+  const venture = await board.conversion.createVenture({
+    requestId: randomUUID(),
+    name: `TypeScript venture ${randomUUID()}`,
+    conversionPoolBps: 1000,
+  });
   const task = {
     taskId: `ts-task-${randomUUID()}`,
     userId: user.userId,
     tier: TaskTier.A,
     quality: 4,
     reviewerIds: [reviewer.userId],
-    ventureId: randomUUID(),
+    ventureId: venture.id,
     acceptedAt: timestampFromDate(new Date()),
   };
-  await assert.rejects(system.wallet.recordTaskAccepted(task), (err) => {
-    const e = apiError(err);
-    assert.equal(e.code, Code.NotFound);
-    assert.equal(e.reason, "NOT_FOUND");
-    return true;
+  const reward = await system.wallet.recordTaskAccepted(task);
+  assert.equal(reward.withheld, true);
+  assert.deepEqual(reward.withheldReasons, [
+    WithheldReason.KYC_REQUIRED,
+    WithheldReason.REPUTATION_TOO_LOW,
+    WithheldReason.DEVICE_NOT_COMPLIANT,
+  ]);
+  assert.equal(reward.buzAwarded, 0n);
+  assert.equal(reward.xpAwarded, 126n); // round_half_up(150 × 1.2 × 0.7)
+  const replay = await system.wallet.recordTaskAccepted(task);
+  assert.equal(replay.replay, true);
+  // The same task for a venture that does not exist: a typed NOT_FOUND.
+  await assert.rejects(
+    system.wallet.recordTaskAccepted({ ...task, taskId: `ts-task-${randomUUID()}`, ventureId: randomUUID() }),
+    (err) => {
+      const e = apiError(err);
+      assert.equal(e.code, Code.NotFound);
+      assert.equal(e.reason, "NOT_FOUND");
+      return true;
+    },
+  );
+  // An admin's adjustment is the wallet's first ledger entry.
+  const admin = createSmartStartClient(baseUrl, { token: token(randomUUID(), ["admin"]) });
+  await admin.wallet.adjustBalance({
+    requestId: randomUUID(),
+    userId: user.userId,
+    delta: 25n,
+    reason: "TypeScript welcome",
   });
 
   const me: SmartStartClient = createSmartStartClient(baseUrl, { token: () => token(user.userId, ["user"]) });
   const wallet = await me.wallet.getMyWallet({});
   assert.equal(wallet.userId, user.userId);
-  assert.equal(wallet.buzBalance, 0n);
+  assert.equal(wallet.buzBalance, 25n);
   const ledger = await me.wallet.listLedgerEntries({});
-  assert.deepEqual(ledger.entries, []);
+  assert.deepEqual(
+    ledger.entries.map((e) => [e.type, e.amount, e.note]),
+    [[LedgerEntryType.ADJUST, 25n, "TypeScript welcome"]],
+  );
   assert.equal(ledger.nextPageToken, "");
 
   // Another user's wallet: PERMISSION_DENIED; a bad field: INVALID_ARGUMENT naming it.
