@@ -11,11 +11,15 @@ import base64
 import hashlib
 import json
 import secrets
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from server.core.errors import InvalidArgument
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -28,6 +32,12 @@ def page_size(requested: int) -> int:
     if requested == 0:
         return DEFAULT_PAGE_SIZE
     return min(requested, MAX_PAGE_SIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
 
 
 class PageTokens:
@@ -58,3 +68,16 @@ class PageTokens:
             raise InvalidArgument.field("page_token", "was issued for different filters")
         keyset: list[Any] = body["k"]
         return keyset
+
+    def page(
+        self,
+        rows: Sequence[T],
+        size: int,
+        filters: Any,
+        keyset: Callable[[T], list[Any]],
+    ) -> Page[T]:
+        """The page of `rows` fetched with LIMIT size + 1: the first `size`, and a token
+        after the last of them when there were more."""
+        items = list(rows[:size])
+        more = len(rows) > size
+        return Page(items, self.encode(keyset(items[-1]), filters) if more else "")

@@ -103,3 +103,51 @@ def test_the_comment_check_finds_a_missing_comment() -> None:
     msg.field.add(name="id", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING)
     bare.source_code_info.location.add(path=[MESSAGE, 0], leading_comments=" A thing.")
     assert undocumented(bare) == ["bare.proto: field Thing.id"]
+
+
+def _segments(path: str) -> list[str | None]:
+    """A path template's segments: literals as text, variables as None."""
+    return [None if s.startswith("{") else s for s in path.strip("/").split("/")]
+
+
+def collisions(rules: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """Pairs of (verb, template) mappings one request path could match both of: same verb,
+    same length, and at every segment equal literals or a variable on either side."""
+    found = []
+    for i, (name_a, verb_a, path_a) in enumerate(rules):
+        for name_b, verb_b, path_b in rules[i + 1 :]:
+            a, b = _segments(path_a), _segments(path_b)
+            same_shape = verb_a == verb_b and len(a) == len(b)
+            if same_shape and all(
+                x is None or y is None or x == y for x, y in zip(a, b, strict=True)
+            ):
+                found.append((name_a, name_b))
+    return found
+
+
+def http_rules() -> list[tuple[str, str, str]]:
+    out = []
+    for proto in smartstart_files():
+        for service in proto.service:
+            for method in service.method:
+                rule: http_pb2.HttpRule = method.options.Extensions[annotations_pb2.http]
+                verb = rule.WhichOneof("pattern") or "get"
+                out.append((f"{service.name}.{method.name}", verb, getattr(rule, verb)))
+    return out
+
+
+# ConversionService is being built on another branch (issue 10); its collision is reported
+# there rather than changed under it here. This list only shrinks.
+KNOWN_COLLISIONS = [("ConversionService.GetWindow", "ConversionService.GetActiveWindows")]
+
+
+def test_no_two_http_mappings_match_one_request() -> None:
+    """A transcoder (Envoy, grpc-gateway) routes every request to exactly one RPC: GET
+    /api/v1/profiles/me once matched both GetMyProfile and GetProfile({user_id})."""
+    assert collisions(http_rules()) == KNOWN_COLLISIONS
+    assert collisions(
+        [
+            ("GetMyProfile", "get", "/api/v1/profiles/me"),
+            ("GetProfile", "get", "/api/v1/profiles/{user_id}"),
+        ]
+    ) == [("GetMyProfile", "GetProfile")]
