@@ -13,6 +13,7 @@ import json
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -20,6 +21,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from server.core.errors import InvalidArgument
 
 T = TypeVar("T")
+# A newest-first keyset: (time, id) of the last row of a page, the id as text.
+TimeKey = tuple[datetime, str]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -81,3 +84,13 @@ class PageTokens:
         items = list(rows[:size])
         more = len(rows) > size
         return Page(items, self.encode(keyset(items[-1]), filters) if more else "")
+
+    def time_keyset(self, token: str, filters: Any = None) -> TimeKey | None:
+        """The (time, id) after which a newest-first page continues (`time_key`'s keyset)."""
+        keyset = self.decode(token, filters)
+        return (datetime.fromisoformat(keyset[0]), str(keyset[1])) if keyset else None
+
+
+def time_key(at: datetime, ident: object) -> list[Any]:
+    """The keyset of a row in a newest-first list ordered by (time, id)."""
+    return [at.isoformat(), str(ident)]

@@ -17,9 +17,10 @@ JSON path of the offending part, e.g. `rule.conditions[1].metric`.
 from __future__ import annotations
 
 import math
+import operator
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -51,7 +52,7 @@ METRICS = (*NUMERIC_METRICS, KYC_METRIC)
 MAX_DEPTH = 5
 MAX_CONDITIONS = 50
 
-Value = Fraction | str
+Value = int | Fraction | str
 
 
 def _fail(path: str, why: str) -> InvalidArgument:
@@ -152,43 +153,57 @@ def validate_rule(
 # --- evaluation -----------------------------------------------------------------------------
 
 
-def _exact(value: Any) -> Fraction:
-    return Fraction(Decimal(str(value)))
+def _exact(value: Any) -> int | Fraction:
+    """A rule's number exactly (via its decimal text), as an int when it is whole: metrics
+    that are whole numbers then compare as ints, which is exact and fast."""
+    number = Fraction(Decimal(str(value)))
+    return number.numerator if number.denominator == 1 else number
 
 
-def _holds(condition: Mapping[str, Any], metrics: Mapping[str, Value]) -> bool:
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq,
+    "gte": operator.ge,
+    "lte": operator.le,
+    "gt": operator.gt,
+    "lt": operator.lt,
+}
+Predicate = Callable[[Mapping[str, Value]], bool]
+
+
+def _condition_predicate(condition: Mapping[str, Any]) -> Predicate:
     metric = condition["metric"]
     op = next(key for key in condition if key != "metric")
-    have = metrics[metric]
-    want: Value = condition[op] if metric == KYC_METRIC else _exact(condition[op])
-    if isinstance(have, str) or isinstance(want, str):
-        return op == "eq" and have == want
-    if op == "eq":
-        return have == want
-    if op == "gte":
-        return have >= want
-    if op == "lte":
-        return have <= want
-    if op == "gt":
-        return have > want
-    return have < want
+    if metric == KYC_METRIC:
+        status = condition[op]
+        return lambda metrics: op == "eq" and metrics[metric] == status
+    compare, want = _COMPARE[op], _exact(condition[op])
+    return lambda metrics: compare(metrics[metric], want)
 
 
-def _node(node: Mapping[str, Any], metrics: Mapping[str, Value]) -> bool:
+def _node_predicate(node: Mapping[str, Any]) -> Predicate:
     if "metric" in node:
-        return _holds(node, metrics)
-    if "all" in node:
-        return all(_node(child, metrics) for child in node["all"])
-    return any(_node(child, metrics) for child in node["any"])
+        return _condition_predicate(node)
+    ((kind, children),) = node.items()
+    parts = [_node_predicate(child) for child in children]
+    if kind == "all":
+        return lambda metrics: all(p(metrics) for p in parts)
+    return lambda metrics: any(p(metrics) for p in parts)
+
+
+def compile_rule(rule_type: str, rule: Mapping[str, Any]) -> Predicate:
+    """A (valid) rule as a predicate over a user's metrics, its constants read once: the
+    badge job compiles each rule once and applies it to every user."""
+    if rule_type == BadgeRuleType.THRESHOLD:
+        parts = [_condition_predicate(c) for c in rule["conditions"]]
+        return lambda metrics: all(p(metrics) for p in parts)
+    if rule_type == BadgeRuleType.COMPOSITE:
+        return _node_predicate(rule)
+    return lambda metrics: False  # MANUAL: only admins award it
 
 
 def evaluate(rule_type: str, rule: Mapping[str, Any], metrics: Mapping[str, Value]) -> bool:
     """Whether a (valid) rule holds for a user's metrics; a MANUAL badge never does."""
-    if rule_type == BadgeRuleType.THRESHOLD:
-        return all(_holds(c, metrics) for c in rule["conditions"])
-    if rule_type == BadgeRuleType.COMPOSITE:
-        return _node(rule, metrics)
-    return False
+    return compile_rule(rule_type, rule)(metrics)
 
 
 def rule_metrics(rule: Mapping[str, Any]) -> set[str]:
@@ -233,29 +248,32 @@ class MetricFacts:
     compliant_days: Sequence[date] = ()  # UTC days with a compliant device report
 
 
-def _ratio(numerator: int, denominator: int) -> Fraction:
-    return Fraction(numerator, denominator) if denominator else Fraction(0)
+def _ratio(numerator: int, denominator: int) -> int | Fraction:
+    if not denominator:
+        return 0
+    exact = Fraction(numerator, denominator)
+    return exact.numerator if exact.denominator == 1 else exact
 
 
 def metric_values(facts: MetricFacts, now: datetime) -> dict[str, Value]:
-    """Every badge metric of a user as of `now`."""
+    """Every badge metric of a user as of `now`: whole numbers as ints, the rest exact."""
     today = utc_day(now)
     return {
-        "tasksAccepted": Fraction(facts.tasks_accepted),
-        "daysSinceJoin": Fraction((today - utc_day(facts.joined_at)).days),
-        "criticalBugReports": Fraction(facts.critical_bug_reports),
-        "helpfulReviews": Fraction(facts.helpful_reviews),
+        "tasksAccepted": facts.tasks_accepted,
+        "daysSinceJoin": (today - utc_day(facts.joined_at)).days,
+        "criticalBugReports": facts.critical_bug_reports,
+        "helpfulReviews": facts.helpful_reviews,
         "reviewAgreementPct": _ratio(100 * facts.reviews_agreed, facts.reviews_total),
         "kycStatus": facts.kyc_status,
-        "deviceCompliantDays": Fraction(
-            device_compliant_days(((d, True) for d in facts.compliant_days), today)
+        "deviceCompliantDays": device_compliant_days(
+            ((d, True) for d in facts.compliant_days), today
         ),
-        "policyViolations": Fraction(facts.policy_violations),
-        "approvedConversions": Fraction(facts.approved_conversions),
-        "endorsementsReceived": Fraction(facts.endorsements_received),
+        "policyViolations": facts.policy_violations,
+        "approvedConversions": facts.approved_conversions,
+        "endorsementsReceived": facts.endorsements_received,
         "avgTaskQuality": _ratio(facts.quality_sum, facts.quality_count),
-        "level": Fraction(facts.level),
-        "repScore": Fraction(facts.rep_milli, 1000),
+        "level": facts.level,
+        "repScore": _ratio(facts.rep_milli, 1000),
     }
 
 
@@ -264,7 +282,7 @@ def snapshot(metrics: Mapping[str, Value], names: Iterable[str]) -> dict[str, An
     out: dict[str, Any] = {}
     for name in sorted(names):
         value = metrics[name]
-        if isinstance(value, str):
+        if isinstance(value, str | int):
             out[name] = value
         elif value.denominator == 1:
             out[name] = int(value)

@@ -28,7 +28,7 @@ from server.core import idempotency
 from server.core.clock import Clock, system_clock
 from server.core.context import RequestContext
 from server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from server.core.pagination import Page, PageTokens, page_size
+from server.core.pagination import Page, PageTokens, page_size, time_key
 from server.core.params import BusinessParams
 from server.core.params_cache import Parameters
 from server.core.validation import parse_uuid, request_key, text
@@ -42,7 +42,7 @@ from server.profile.badge_rules import (
     BadgeView,
     badge_code,
     badge_text,
-    evaluate,
+    compile_rule,
     metric_values,
     rule_metrics,
     snapshot,
@@ -264,16 +264,13 @@ class BadgeService:
             privileged = sees_everything(ctx, target)
             revoked = include_revoked and privileged  # ignored for others
             filters = {"user_id": str(target), "include_revoked": revoked}
-            keyset = self._tokens.decode(page_token, filters)
-            before = (datetime.fromisoformat(keyset[0]), uuid.UUID(keyset[1])) if keyset else None
+            before = self._tokens.time_keyset(page_token, filters)
             rows = await queries.list_awards(
                 conn, target, include_revoked=revoked, before=before, limit=size + 1
             )
         if not privileged:
             rows = [replace(a, metric_snapshot={}, revoke_reason="") for a in rows]
-        return self._tokens.page(
-            rows, size, filters, lambda a: [a.awarded_at.isoformat(), str(a.award_id)]
-        )
+        return self._tokens.page(rows, size, filters, lambda a: time_key(a.awarded_at, a.award_id))
 
     @staticmethod
     async def _held(session: AsyncSession, user: uuid.UUID, code: str) -> AwardView:
@@ -342,8 +339,26 @@ class BadgeService:
                 full, users = True, await queries.all_users(conn)
             else:
                 full, users = False, await queries.changed_users(conn, since - CHANGE_MARGIN)
-        awarded = 0
+        awarded = await self.evaluate_users(ctx, now, users, badges, params)
+        async with self._db.transaction() as session:
+            await queries.save_state(session, since=started, full_day=today if full else None)
+        return {"users_evaluated": len(users), "awards": awarded, "full_pass": int(full)}
+
+    async def evaluate_users(
+        self,
+        ctx: RequestContext,
+        now: datetime,
+        users: Sequence[uuid.UUID],
+        badges: Sequence[tuple[uuid.UUID, str, str, Mapping[str, Any]]] | None = None,
+        params: BusinessParams | None = None,
+    ) -> int:
+        """Evaluate every rule badge for `users`, chunk by chunk; the awards made."""
+        if badges is None:
+            async with self._db.read() as conn:
+                badges = await queries.rule_badges(conn)
+        current = params if params is not None else await self._params.current()
         codes = {badge_id: code for badge_id, code, _, _ in badges}
+        awarded = 0
         for start in range(0, len(users), CHUNK):
             async with self._db.read() as conn:
                 chunk = await queries.facts(conn, users[start : start + CHUNK], now)
@@ -351,12 +366,10 @@ class BadgeService:
             if due:
 
                 async def tx(session: AsyncSession, due: list[Award] = due) -> int:
-                    return await self._award(session, ctx, params, now, due, codes)
+                    return await self._award(session, ctx, current, now, due, codes)
 
                 awarded += await self._db.run(tx)
-        async with self._db.transaction() as session:
-            await queries.save_state(session, since=started, full_day=today if full else None)
-        return {"users_evaluated": len(users), "awards": awarded, "full_pass": int(full)}
+        return awarded
 
     @staticmethod
     def due(
@@ -367,12 +380,16 @@ class BadgeService:
         """The awards the rules give to these users: each rule badge a user never had and
         whose rule holds, with the snapshot of the metrics the rule names."""
         out: list[Award] = []
+        compiled = [
+            (badge_id, compile_rule(rule_type, rule), rule_metrics(rule))
+            for badge_id, _, rule_type, rule in badges
+        ]
         for user, facts, held in chunk:
-            open_badges = [b for b in badges if b[0] not in held]
+            open_badges = [b for b in compiled if b[0] not in held]
             if not open_badges:
                 continue
             metrics = metric_values(facts, now)
-            for badge_id, _, rule_type, rule in open_badges:
-                if evaluate(rule_type, rule, metrics):
-                    out.append((user, badge_id, snapshot(metrics, rule_metrics(rule)), None))
+            for badge_id, holds, names in open_badges:
+                if holds(metrics):
+                    out.append((user, badge_id, snapshot(metrics, names), None))
         return out

@@ -12,7 +12,6 @@ what is left of the day's endorsement XP cap, and the weight counts for their re
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +21,7 @@ from server.core.access import caller_id
 from server.core.clock import Clock, system_clock
 from server.core.context import RequestContext
 from server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from server.core.pagination import Page, PageTokens, page_size
+from server.core.pagination import Page, PageTokens, page_size, time_key
 from server.core.params_cache import Parameters
 from server.core.validation import parse_uuid, request_key
 from server.db.session import Database
@@ -147,11 +146,10 @@ class EndorsementService:
         async with self._db.read() as conn:
             target = await visible_user(conn, ctx, user_id)
             filters = {"user_id": str(target), "given": given, "skill": skill_slug}
-            keyset = self._tokens.decode(page_token, filters)
-            before = (datetime.fromisoformat(keyset[0]), uuid.UUID(keyset[1])) if keyset else None
+            before = self._tokens.time_keyset(page_token, filters)
             rows = await queries.list_endorsements(
                 conn, target, given=given, slug=skill_slug or None, before=before, limit=size + 1
             )
         return self._tokens.page(
-            rows, size, filters, lambda e: [e.created_at.isoformat(), str(e.endorsement_id)]
+            rows, size, filters, lambda e: time_key(e.created_at, e.endorsement_id)
         )

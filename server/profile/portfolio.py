@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +21,7 @@ from server.core import idempotency
 from server.core.access import caller_id
 from server.core.context import RequestContext
 from server.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from server.core.pagination import Page, PageTokens, page_size
+from server.core.pagination import Page, PageTokens, page_size, time_key
 from server.core.validation import parse_uuid, request_key
 from server.db.session import Database
 from server.profile import portfolio_queries as queries
@@ -120,14 +119,11 @@ class PortfolioService:
             owner = await visible_user(conn, ctx, user_id)
             public_only = not sees_everything(ctx, owner)
             filters = {"user_id": str(owner), "public_only": public_only}
-            keyset = self._tokens.decode(page_token, filters)
-            before = (datetime.fromisoformat(keyset[0]), uuid.UUID(keyset[1])) if keyset else None
+            before = self._tokens.time_keyset(page_token, filters)
             rows = await queries.list_items(
                 conn, owner, public_only=public_only, before=before, limit=size + 1
             )
-        return self._tokens.page(
-            rows, size, filters, lambda i: [i.created_at.isoformat(), str(i.item_id)]
-        )
+        return self._tokens.page(rows, size, filters, lambda i: time_key(i.created_at, i.item_id))
 
     @staticmethod
     async def _links(

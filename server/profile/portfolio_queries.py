@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from server.core.pagination import TimeKey
 from server.document.domain import DocumentStatus
 from server.profile.portfolio_rules import PortfolioView
 
@@ -122,7 +122,7 @@ async def list_items(
     owner: uuid.UUID,
     *,
     public_only: bool,
-    before: tuple[datetime, uuid.UUID] | None,
+    before: TimeKey | None,
     limit: int,
 ) -> list[PortfolioView]:
     rows = await conn.execute(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.core.errors import AlreadyExists, NotFound
+from server.core.pagination import TimeKey
 from server.profile.skills_rules import EndorsementView, SkillView, UserSkillView
 
 Conn = AsyncSession | AsyncConnection
@@ -276,7 +277,7 @@ async def list_endorsements(
     *,
     given: bool,
     slug: str | None,
-    before: tuple[datetime, uuid.UUID] | None,
+    before: TimeKey | None,
     limit: int,
 ) -> list[EndorsementView]:
     rows = await conn.execute(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import NotFound
+from server.core.pagination import TimeKey
 from server.db.statement import sqlalchemy_text, unnest
 from server.wallet.domain import RewardView, WalletView
 from server.wallet.entries import EntryView, NewEntry, WalletState
@@ -342,7 +342,7 @@ async def list_rewards(
     session: AsyncSession,
     user_id: uuid.UUID,
     *,
-    before: tuple[datetime, str] | None,
+    before: TimeKey | None,
     limit: int,
 ) -> list[RewardView]:
     """A user's rewards newest first (withheld and capped ones too), keyset-paged on

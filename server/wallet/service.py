@@ -27,7 +27,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,7 +37,7 @@ from server.core.batching import Batcher
 from server.core.clock import Clock, system_clock
 from server.core.context import RequestContext, Role
 from server.core.errors import InvalidArgument, NotFound
-from server.core.pagination import Page, PageTokens, page_size
+from server.core.pagination import Page, PageTokens, page_size, time_key
 from server.core.params_cache import Parameters
 from server.core.validation import parse_uuid, request_key, text
 from server.db.session import Database
@@ -209,13 +208,10 @@ class WalletService:
         me = caller_id(ctx)
         size = page_size(page_size_requested)
         filters = {"user_id": str(me)}
-        keyset = self._tokens.decode(page_token, filters)
-        before = (datetime.fromisoformat(keyset[0]), str(keyset[1])) if keyset else None
+        before = self._tokens.time_keyset(page_token, filters)
         async with self._db.transaction() as session:
             rows = await queries.list_rewards(session, me, before=before, limit=size + 1)
-        return self._tokens.page(
-            rows, size, filters, lambda r: [r.created_at.isoformat(), r.task_id]
-        )
+        return self._tokens.page(rows, size, filters, lambda r: time_key(r.created_at, r.task_id))
 
     async def _record_batch(self, calls: Sequence[ValidCall]) -> list[RewardView | Exception]:
         params, now = await self._params.current(), self._clock()

@@ -4,11 +4,13 @@ badge awarded exactly when its rule first holds, never twice."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import grpc
+import grpc.aio
 from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.struct_pb2 import Struct
@@ -16,6 +18,7 @@ from smartstart.profile.v1 import profile_service_pb2 as pb
 from sqlalchemy import text
 
 from server.app import RunningServer
+from server.core.context import SYSTEM_CONTEXT
 from server.db.session import Database
 from server.jobs import Outcome
 from server.profile.seeds import SEED_BADGES
@@ -504,3 +507,50 @@ async def test_equity_pioneer_reads_approved_conversions(
     assert await badges_of(api, pending) == []
     clock.at(1, hour=0)
     assert (await run_badges(running))["awards"] == 0  # the next full pass: never twice
+
+
+async def test_racing_awards_and_revocations_take_effect_once(api: Api, db: Database) -> None:
+    await create_badge(api, "HELPER", pb.BADGE_RULE_TYPE_MANUAL)
+    user = await api.register()
+    results = await asyncio.gather(
+        *(award(api, "HELPER", user, note=str(i)) for i in range(8)), return_exceptions=True
+    )
+    made = [r for r in results if isinstance(r, pb.BadgeAward)]
+    assert len(made) == 1
+    assert all(
+        isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.ALREADY_EXISTS
+        for r in results
+        if r not in made
+    )
+    assert (await api.profile(user)).xp == 50
+    revoked = await asyncio.gather(
+        *(revoke(api, "HELPER", user) for _ in range(8)), return_exceptions=True
+    )
+    assert sum(isinstance(r, pb.BadgeAward) for r in revoked) == 1
+    assert (
+        await sql_value(db, "SELECT count(*) FROM audit_events WHERE action = 'badge.revoked'") == 1
+    )
+
+
+async def test_two_evaluations_at_once_award_once(
+    api: Api, running: RunningServer, db: Database, clock: MovableClock
+) -> None:
+    """The job's lock keeps a second replica out; its body run twice at once still awards
+    each (user, badge) once and credits its XP once."""
+    users = [await api.register() for _ in range(6)]
+    for user in users:
+        for _ in range(3):
+            await api.bug(user)
+    badges = running.services.profile.badges
+    ids = [uuid.UUID(u) for u in users]
+    counts = await asyncio.gather(
+        *(badges.evaluate_users(SYSTEM_CONTEXT, clock(), ids) for _ in range(3))
+    )
+    assert sum(counts) == 6
+    assert await sql_value(db, "SELECT count(*) FROM badge_awards") == 6
+    assert {(await api.profile(u)).xp for u in users} == {50}
+    replicas = await asyncio.gather(
+        running.services.scheduler.run_now("badge_evaluation"),
+        running.services.scheduler.run_now("badge_evaluation"),
+    )
+    assert sorted(r.outcome for r in replicas) == [Outcome.SKIPPED, Outcome.SUCCEEDED]

@@ -3,6 +3,7 @@ task and document link rules, and who sees which item."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from datetime import timedelta
@@ -265,3 +266,12 @@ async def test_who_sees_which_item(api: Api, clock: MovableClock) -> None:
         metadata=api.user(owner),
     )
     assert [i.title for i in [*first.items, *rest.items]] == ["private", "public"]
+
+
+async def test_concurrent_retries_create_one_item(api: Api, db: Database) -> None:
+    owner = await api.register()
+    got = await asyncio.gather(
+        *(create(api, owner, request_id="same", title="x") for _ in range(8))
+    )
+    assert len({item.item_id for item in got}) == 1
+    assert await sql_value(db, "SELECT count(*) FROM portfolio_items") == 1
