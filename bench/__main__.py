@@ -14,6 +14,9 @@ Order of a run (each figure is a ratio against a baseline measured in this same 
 5. Read path: health Check and GetProfile, alternated.
 6. Memory: server RSS after two counts of mixed requests (1 issuance : 2 GetProfile :
    1 Check) and the growth ratio.
+7. Gamification jobs in-process (bench/gamification.py): daily maintenance over 1,000,000
+   profiles (20,000 quick) against a bare UPDATE of the table, badge evaluation over 100,000
+   users (5,000 quick) against a bare SELECT of their metrics.
 
 Every measured phase also says where the CPU went (bench/cpu.py): CPU ms per request of the
 server process tree (`smartstart serve` and all its descendants, so SMARTSTART_WORKERS
@@ -42,7 +45,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from bench import database, pgbench, profile
+from bench import database, gamification, pgbench, profile
 from bench.client import (
     CHECK,
     DEFAULT_MIX,
@@ -91,6 +94,7 @@ class Run:
         self.memory: dict[str, Any] = {}
         self.setup: dict[str, Any] = {}
         self.verification: dict[str, Any] = {}
+        self.gamification: dict[str, Any] = {}
         self.issuance_available = True
         self.seed = 0
         self.db: database.BenchDatabase | None = None
@@ -225,7 +229,7 @@ class Run:
             "onboard_p50_ms_per_user": summary["p50_ms"],
             "onboard_wall_s": summary["wall_s"],
             "reputation": f"profiles.rep_milli = {REP_MILLI} in SQL for {updated} users"
-            " (no API sets reputation)",
+            " (activity and two runs of the daily job would reach the gate; not what is measured)",
             "venture": "one row inserted in SQL (CreateVenture is not served yet)",
             "task": "tier C, quality 3, one reviewer (the next user): 50 BUZ per call",
             "daily_cap": f"accepted_at is a random instant in the past {plan.history_days}"
@@ -369,6 +373,10 @@ class Run:
         if self.issuance_available and counts["issue_entries"] != counts["rewards_awarded"]:
             self.problems.append(f"ledger ISSUE entries != awarded rewards: {counts}")
 
+    def gamification_jobs(self) -> None:
+        assert self.db is not None
+        self.gamification = gamification.run(self.db.url, self.plan.quick, say)
+
     def stop(self, keep_db: bool) -> None:
         if self.pool is not None:
             self.pool.stop()
@@ -401,7 +409,16 @@ class Run:
                 "hot_vs_spread": (hot, spread),
                 "read_vs_check": (profile, check),
                 "memory_growth": (self.memory.get("rss_2_mib"), self.memory.get("rss_1_mib")),
-            }
+                "daily_maintenance_vs_update": (
+                    self.gamification.get("daily_maintenance", {}).get("job_s"),
+                    self.gamification.get("daily_maintenance", {}).get("bare_update_s"),
+                ),
+                "badge_evaluation_vs_select": (
+                    self.gamification.get("badge_evaluation", {}).get("eval_s"),
+                    self.gamification.get("badge_evaluation", {}).get("bare_select_s"),
+                ),
+            },
+            quick=self.plan.quick,
         )
         latency_ratios = {
             "issuance_p50_vs_pgbench_p50": _ratio(
@@ -452,6 +469,7 @@ class Run:
             "phases": self.phases,
             "memory": self.memory,
             "verification": self.verification,
+            "gamification": self.gamification,
         }
 
 
@@ -520,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             run.reads()
             run.memory_phase()
             run.verify()
+            run.gamification_jobs()
         finally:
             run.stop(args.keep_db)
     except (BenchError, RuntimeError, OSError) as exc:

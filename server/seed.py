@@ -1,7 +1,8 @@
 """Development data for `smartstart seed`. Idempotent: running it twice changes nothing.
 
-Today it makes sure every business setting and every seeded badge exists (the initial
-migration seeds them too; this restores any that were deleted in a development database).
+It makes sure every business setting and every seeded badge exists (the migrations seed
+them too; this restores any that were deleted in a development database), and adds a small
+skills catalogue (server/profile/seeds.py SEED_SKILLS) beside them.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from sqlalchemy.dialects.postgresql import insert
 from server.core.settings_defaults import SETTINGS_DEFAULTS
 from server.db.session import Database
 from server.ops.models import SystemSetting
-from server.profile.models import Badge
-from server.profile.seeds import SEED_BADGES
+from server.profile.models import Badge, Skill
+from server.profile.seeds import SEED_BADGES, SEED_SKILLS
 
 
 async def run(database: Database) -> dict[str, int]:
@@ -47,4 +48,14 @@ async def run(database: Database) -> dict[str, int]:
             .on_conflict_do_nothing(index_elements=["code"])
             .returning(Badge.code)
         )
-        return {"system_settings": len(settings.all()), "badges": len(badges.all())}
+        skills = await session.execute(
+            insert(Skill)
+            .values([s._asdict() for s in SEED_SKILLS])
+            .on_conflict_do_nothing(index_elements=["slug"])
+            .returning(Skill.slug)
+        )
+        return {
+            "system_settings": len(settings.all()),
+            "badges": len(badges.all()),
+            "skills": len(skills.all()),
+        }

@@ -20,8 +20,12 @@ from server.jobs.registry import Job, utc_date_key
 from server.jobs.scheduler import Scheduler
 from server.ops.service import OpsService
 from server.profile.activity import ActivityService
+from server.profile.badges import BadgeService
+from server.profile.endorsements import EndorsementService
+from server.profile.portfolio import PortfolioService
 from server.profile.reputation import MaintenanceService
 from server.profile.service import ProfileService
+from server.profile.skills import SkillService
 from server.profile.use_cases import ProfileUseCases
 from server.wallet.service import WalletService
 
@@ -70,7 +74,12 @@ def jobs() -> tuple[Job[Services], ...]:
             "reputation decay and gain, levels, activity metrics",
             run_key=utc_date_key,
         ),
-        Job(BADGE_EVALUATION, "0 * * * *", None, "rule-based badge awards"),
+        Job(
+            BADGE_EVALUATION,
+            "0 * * * *",
+            lambda ctx: ctx.services.profile.badges.evaluate(ctx.request, ctx.now),
+            "rule-based badge awards",
+        ),
         Job(
             CONVERSION_WINDOWS,
             "*/15 * * * *",
@@ -92,6 +101,12 @@ def build_services(deps: Deps) -> Services:
         profile=ProfileUseCases(
             accounts=ProfileService(deps.database, deps.params, clock=deps.clock, **batching),
             activity=ActivityService(deps.database, deps.params, clock=deps.clock),
+            skills=SkillService(deps.database, deps.page_tokens),
+            endorsements=EndorsementService(
+                deps.database, deps.params, deps.page_tokens, clock=deps.clock
+            ),
+            badges=BadgeService(deps.database, deps.params, deps.page_tokens, clock=deps.clock),
+            portfolio=PortfolioService(deps.database, deps.page_tokens),
             maintenance=MaintenanceService(deps.database, deps.params),
         ),
         wallet=WalletService(

@@ -14,7 +14,6 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 from server.core.settings_defaults import SETTINGS_DEFAULTS
-from server.profile.seeds import SEED_BADGES
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -70,6 +69,74 @@ def _drop_guards() -> None:
     op.execute("DROP FUNCTION IF EXISTS smartstart_reject_change()")
 
 
+def _cond(metric: str, op: str, value: object) -> dict[str, object]:
+    return {"metric": metric, "op": op, "value": value}
+
+
+# The badges as this revision seeded them, frozen here (server/profile/seeds.py moves on;
+# revision 0003 rewrites these rules into the contract's format).
+SEED_BADGES_0001 = (
+    (
+        "EARLY_CONTRIBUTOR",
+        "Early Contributor",
+        "Five accepted tasks within 90 days of joining",
+        "early-contributor",
+        {"conditions": [_cond("tasksAccepted", "gte", 5), _cond("daysSinceJoin", "lte", 90)]},
+    ),
+    (
+        "BUG_HUNTER_BRONZE",
+        "Bug Hunter (Bronze)",
+        "Three critical bug reports",
+        "bug-hunter-bronze",
+        {"conditions": [_cond("criticalBugReports", "gte", 3)]},
+    ),
+    (
+        "TOP_REVIEWER",
+        "Top Reviewer",
+        "Fifty helpful reviews agreeing with consensus at least 80% of the time",
+        "top-reviewer",
+        {
+            "conditions": [
+                _cond("helpfulReviews", "gte", 50),
+                _cond("reviewAgreementPct", "gte", 80),
+            ]
+        },
+    ),
+    (
+        "SECURITY_CHAMPION",
+        "Security Champion",
+        "KYC passed, 90 device-compliant days in a row, no policy violations",
+        "security-champion",
+        {
+            "conditions": [
+                _cond("kycStatus", "eq", "PASSED"),
+                _cond("deviceCompliantDays", "gte", 90),
+                _cond("policyViolations", "eq", 0),
+            ]
+        },
+    ),
+    (
+        "EQUITY_PIONEER",
+        "Equity Pioneer",
+        "First approved BUZ-to-equity conversion",
+        "equity-pioneer",
+        {"conditions": [_cond("approvedConversions", "gte", 1)]},
+    ),
+    (
+        "COMMUNITY_BUILDER",
+        "Community Builder",
+        "Ten endorsements received and an average task quality of at least 4.0",
+        "community-builder",
+        {
+            "conditions": [
+                _cond("endorsementsReceived", "gte", 10),
+                _cond("avgTaskQuality", "gte", 4.0),
+            ]
+        },
+    ),
+)
+
+
 def _seed() -> None:
     settings = sa.table(
         "system_settings",
@@ -94,7 +161,14 @@ def _seed() -> None:
         sa.column("rule_type", sa.Text()),
         sa.column("rule", postgresql.JSONB()),
     )
-    op.bulk_insert(badges, [b._asdict() for b in SEED_BADGES])
+    op.bulk_insert(
+        badges,
+        [
+            dict(zip(("code", "title", "description", "icon", "rule"), b, strict=True))
+            | {"rule_type": "THRESHOLD"}
+            for b in SEED_BADGES_0001
+        ],
+    )
 
 
 def upgrade() -> None:

@@ -26,7 +26,6 @@ from server.conversion.domain import (
     RELEASE,
     RPC,
     ConversionView,
-    Page,
     RequestStatus,
     WindowStatus,
     check_buz_amount,
@@ -41,7 +40,7 @@ from server.core.access import Denial, caller_id, is_owner, require_owner_or
 from server.core.clock import Clock
 from server.core.context import RequestContext, Role
 from server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Reason
-from server.core.pagination import PageTokens, page_size
+from server.core.pagination import Page, PageTokens, page_size, time_key
 from server.core.params_cache import Parameters
 from server.core.validation import parse_uuid, request_key, text
 from server.db.session import Database
@@ -370,8 +369,4 @@ class ConversionCases:
                 before=before,
                 limit=size + 1,
             )
-        return Page(
-            *self._tokens.page(
-                found, size, lambda c: [c.created_at.isoformat(), str(c.id)], filters
-            )
-        )
+        return self._tokens.page(found, size, filters, lambda c: time_key(c.created_at, c.id))

@@ -16,9 +16,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from server.core.errors import FailedPrecondition, InvalidArgument, Reason
+from server.core.pagination import Page
 from server.core.params import GateParams
 from server.core.validation import text
 from server.wallet.domain import evaluate_gates
@@ -344,12 +345,6 @@ class HolderView:
     buz_burned: int
     first_granted_at: datetime
     last_granted_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_page_token: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,11 @@ from smartstart.conversion.v1 import conversion_service_pb2 as pb
 from smartstart.conversion.v1 import conversion_service_pb2_grpc as pb_grpc
 
 from server.conversion import mappers
-from server.conversion.domain import ConversionView, Page
+from server.conversion.domain import ConversionView
 from server.conversion.service import ConversionService
 from server.conversion.ventures import EDITABLE
 from server.core.idempotency import fingerprint
+from server.core.pagination import Page
 from server.core.proto import ServicerContext, from_timestamp, mask_changes
 from server.interceptors import current_context
 

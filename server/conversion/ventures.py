@@ -19,7 +19,6 @@ from server.conversion import queries, request_queries
 from server.conversion.domain import (
     RPC,
     CapTableView,
-    Page,
     VentureView,
     check_pool,
     venture_description,
@@ -28,7 +27,7 @@ from server.conversion.domain import (
 from server.core import idempotency
 from server.core.context import RequestContext
 from server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Reason
-from server.core.pagination import PageTokens, page_size
+from server.core.pagination import Page, PageTokens, page_size
 from server.core.validation import parse_uuid, request_key
 from server.db.session import Database, constraint_of
 
@@ -149,7 +148,7 @@ class VentureCases:
         after = (str(keyset[0]), uuid.UUID(keyset[1])) if keyset else None
         async with self._db.transaction() as session:
             ventures = await queries.list_ventures(session, after=after, limit=size + 1)
-        return Page(*self._tokens.page(ventures, size, lambda v: [v.name, str(v.id)], "ventures"))
+        return self._tokens.page(ventures, size, "ventures", lambda v: [v.name, str(v.id)])
 
     async def get_cap_table(
         self, ctx: RequestContext, *, venture_id: str, page_size_requested: int, page_token: str
@@ -170,10 +169,8 @@ class VentureCases:
             pool_bps=venture.pool_bps,
             granted_bps=granted,
             holder_count=holder_count,
-            holders=Page(
-                *self._tokens.page(
-                    holders, size, lambda h: [h.granted_bps, str(h.user_id)], filters
-                )
+            holders=self._tokens.page(
+                holders, size, filters, lambda h: [h.granted_bps, str(h.user_id)]
             ),
         )
 

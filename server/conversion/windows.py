@@ -28,7 +28,6 @@ from server.conversion.domain import (
     DefaultRateChange,
     DefaultRateView,
     Finalized,
-    Page,
     WindowStatus,
     WindowView,
     check_rate,
@@ -43,7 +42,7 @@ from server.core import idempotency
 from server.core.clock import Clock
 from server.core.context import RequestContext
 from server.core.errors import AlreadyExists, InvalidArgument
-from server.core.pagination import PageTokens, page_size
+from server.core.pagination import Page, PageTokens, page_size, time_key
 from server.core.params import BusinessParams
 from server.core.params_cache import Parameters
 from server.core.validation import parse_uuid, request_key, required_time, text
@@ -200,9 +199,7 @@ class WindowCases:
             found = await queries.list_windows(
                 session, statuses=wanted, before=before, limit=size + 1
             )
-        return Page(
-            *self._tokens.page(found, size, lambda w: [w.opens_at.isoformat(), str(w.id)], filters)
-        )
+        return self._tokens.page(found, size, filters, lambda w: time_key(w.opens_at, w.id))
 
     async def active_windows(self, ctx: RequestContext) -> list[WindowView]:
         async with self._db.transaction() as session:

@@ -12,13 +12,17 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from server.core.errors import InvalidArgument
 
 T = TypeVar("T")
+# A newest-first keyset: (time, id) of the last row of a page, the id as text.
+TimeKey = tuple[datetime, str]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -33,6 +37,12 @@ def page_size(requested: int) -> int:
     if requested == 0:
         return DEFAULT_PAGE_SIZE
     return min(requested, MAX_PAGE_SIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
 
 
 class PageTokens:
@@ -70,12 +80,21 @@ class PageTokens:
         self,
         rows: Sequence[T],
         size: int,
+        filters: Any,
         keyset: Callable[[T], list[Any]],
-        filters: Any = None,
-    ) -> tuple[list[T], str]:
-        """A page of `rows` read with LIMIT size + 1: its first `size` rows, and the token of
-        the next page (keyed by the last row kept), empty when there is none."""
-        if len(rows) <= size:
-            return list(rows), ""
-        kept = list(rows[:size])
-        return kept, self.encode(keyset(kept[-1]), filters)
+    ) -> Page[T]:
+        """The page of `rows` fetched with LIMIT size + 1: the first `size`, and a token
+        after the last of them when there were more."""
+        items = list(rows[:size])
+        more = len(rows) > size
+        return Page(items, self.encode(keyset(items[-1]), filters) if more else "")
+
+    def time_keyset(self, token: str, filters: Any = None) -> TimeKey | None:
+        """The (time, id) after which a newest-first page continues (`time_key`'s keyset)."""
+        keyset = self.decode(token, filters)
+        return (datetime.fromisoformat(keyset[0]), str(keyset[1])) if keyset else None
+
+
+def time_key(at: datetime, ident: object) -> list[Any]:
+    """The keyset of a row in a newest-first list ordered by (time, id)."""
+    return [at.isoformat(), str(ident)]

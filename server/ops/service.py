@@ -12,11 +12,10 @@ import asyncio
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +24,7 @@ from server.core import idempotency
 from server.core.clock import Clock, system_clock
 from server.core.context import RequestContext
 from server.core.errors import Aborted, InvalidArgument, NotFound
-from server.core.pagination import PageTokens, page_size
+from server.core.pagination import Page, PageTokens, page_size
 from server.core.params_cache import Parameters
 from server.core.settings_defaults import SETTINGS_DEFAULTS
 from server.core.validation import request_key, text
@@ -57,12 +56,6 @@ T = TypeVar("T")
 # A manual run stops waiting for a run in progress this long before the call's deadline, so
 # the caller hears why (FAILED_PRECONDITION) rather than only DEADLINE_EXCEEDED.
 DEADLINE_MARGIN_S = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_page_token: str
 
 
 class _Replayed(Exception):

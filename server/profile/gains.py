@@ -193,6 +193,12 @@ async def apply(
     return credited
 
 
+async def touch(session: AsyncSession, user_ids: Iterable[uuid.UUID]) -> None:
+    """Mark the users' metrics changed (KYC status, device posture: read where they live,
+    but the badge job finds the users to evaluate through user_metrics.updated_at)."""
+    await _bump(session, {u: {} for u in sorted(set(user_ids))})
+
+
 async def _bump(session: AsyncSession, counters: Mapping[uuid.UUID, Mapping[str, int]]) -> None:
     if not counters:
         return

@@ -192,6 +192,18 @@ class BadgeAward(Base):
     revoke_reason: Mapped[str | None]
 
 
+class BadgeEvaluationState(Base):
+    """The hourly badge job's progress (one row): the UTC day of its last full pass, and the
+    time from which it looks for users whose metrics changed."""
+
+    __tablename__ = "badge_evaluation_state"
+    __table_args__ = (CheckConstraint("id", name="singleton"),)
+
+    id: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    last_full_day: Mapped[date | None]
+    changed_since: Mapped[datetime | None]
+
+
 class ActivityEvent(Base):
     """Caller-reported activity (system), idempotent on the caller's `event_id` per kind.
 

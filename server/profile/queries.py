@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.core.errors import AlreadyExists, NotFound
 from server.db.statement import sqlalchemy_text
@@ -132,9 +132,12 @@ async def require_user(session: AsyncSession, user_id: uuid.UUID) -> None:
 
 
 async def lock_kyc_status(session: AsyncSession, user_id: uuid.UUID) -> str:
-    """The user's KYC status, its row locked until the transaction ends."""
+    """The user's KYC status, its row locked until the transaction ends (FOR NO KEY UPDATE:
+    the key does not change, so inserts referencing the user are not blocked)."""
     found: str | None = (
-        await session.execute(select(User.kyc_status).where(User.id == user_id).with_for_update())
+        await session.execute(
+            select(User.kyc_status).where(User.id == user_id).with_for_update(key_share=True)
+        )
     ).scalar()
     if found is None:
         raise NotFound("user not found")
@@ -206,3 +209,11 @@ async def update_profile(
     ).scalar()
     if updated is None:
         raise NotFound("profile not found")
+
+
+async def profile_public(conn: AsyncSession | AsyncConnection, user_id: uuid.UUID) -> bool | None:
+    """Whether the user's profile is public; None when there is no such user."""
+    found: bool | None = (
+        await conn.execute(select(Profile.is_public).where(Profile.user_id == user_id))
+    ).scalar()
+    return found

@@ -1,4 +1,6 @@
-"""The badges every database starts with (the initial migration and `smartstart seed`)."""
+"""The badges every database starts with (migrations 0001 and 0003, and `smartstart seed`),
+and the small skills catalogue `smartstart seed` adds. Rules are in the one format of
+server/profile/badge_rules.py."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ class BadgeSeed(NamedTuple):
 
 
 def _cond(metric: str, op: str, value: Any) -> dict[str, Any]:
-    return {"metric": metric, "op": op, "value": value}
+    return {"metric": metric, op: value}
 
 
 SEED_BADGES: Final[tuple[BadgeSeed, ...]] = (
@@ -83,4 +85,22 @@ SEED_BADGES: Final[tuple[BadgeSeed, ...]] = (
             ]
         },
     ),
+)
+
+
+class SkillSeed(NamedTuple):
+    slug: str
+    name: str
+    category: str
+
+
+SEED_SKILLS: Final[tuple[SkillSeed, ...]] = (
+    SkillSeed("python", "Python", "engineering"),
+    SkillSeed("typescript", "TypeScript", "engineering"),
+    SkillSeed("postgresql", "PostgreSQL", "engineering"),
+    SkillSeed("security-review", "Security review", "engineering"),
+    SkillSeed("ux-research", "UX research", "design"),
+    SkillSeed("visual-design", "Visual design", "design"),
+    SkillSeed("product-management", "Product management", "product"),
+    SkillSeed("technical-writing", "Technical writing", "communication"),
 )

@@ -25,7 +25,7 @@ from server.core.errors import InvalidArgument, NotFound, PermissionDenied
 from server.core.params_cache import Parameters
 from server.core.validation import not_future, request_key, required_time, text
 from server.db.session import Database
-from server.profile import queries
+from server.profile import gains, queries
 from server.profile.domain import (
     MAX_KYC_NOTE_LENGTH,
     KycStatus,
@@ -150,6 +150,7 @@ class ProfileService:
             previous = await queries.lock_kyc_status(session, target)
             if previous != status:
                 await queries.set_kyc_status(session, target, status)
+                await gains.touch(session, [target])  # kycStatus, a badge metric
                 await append(
                     session,
                     ctx,
@@ -188,6 +189,7 @@ class ProfileService:
             if stored is None:
                 await queries.require_user(session, target)
                 await queries.insert_posture_report(session, target, compliant, reported)
+                await gains.touch(session, [target])  # deviceCompliantDays, a badge metric
                 await append(
                     session,
                     ctx,

@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import NotFound
+from server.core.pagination import TimeKey
 from server.db.statement import sqlalchemy_text, unnest
 from server.wallet.domain import RewardView, WalletView
 from server.wallet.entries import EntryView, NewEntry, WalletState
@@ -327,3 +328,50 @@ async def load_reward(
         return None
     entry = None if row.ledger_entry_id is None else await load_entry(session, row.ledger_entry_id)
     return str(row.payload_hash), reward_from_row(row, entry, replay=replay)
+
+
+_LIST_REWARDS = text(
+    "SELECT * FROM task_rewards WHERE user_id = :user_id"
+    " AND (CAST(:before_at AS timestamptz) IS NULL"
+    "  OR (created_at, task_id) < (:before_at, CAST(:before_task AS text)))"
+    " ORDER BY created_at DESC, task_id DESC LIMIT :limit"
+)
+
+
+async def list_rewards(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    before: TimeKey | None,
+    limit: int,
+) -> list[RewardView]:
+    """A user's rewards newest first (withheld and capped ones too), keyset-paged on
+    (created_at, task_id), each with its ISSUE entry when it has one."""
+    rows = (
+        await session.execute(
+            _LIST_REWARDS,
+            {
+                "user_id": user_id,
+                "before_at": before[0] if before else None,
+                "before_task": before[1] if before else None,
+                "limit": limit,
+            },
+        )
+    ).all()
+    entry_ids = [int(r.ledger_entry_id) for r in rows if r.ledger_entry_id is not None]
+    entries: dict[int, EntryView] = {}
+    if entry_ids:
+        found = await session.execute(
+            select(*_ENTRY_COLUMNS)
+            .join(Wallet, Wallet.id == LedgerEntry.wallet_id)
+            .where(LedgerEntry.id.in_(entry_ids))
+        )
+        entries = {int(e.id): entry_from_row(e) for e in found.all()}
+    return [
+        reward_from_row(
+            r,
+            None if r.ledger_entry_id is None else entries[int(r.ledger_entry_id)],
+            replay=False,
+        )
+        for r in rows
+    ]

@@ -1,5 +1,6 @@
 """WalletService use cases: read a wallet, page and verify its ledger, admin ADJUST, and the
-task reward (RecordTaskAccepted, GetTaskReward). One transaction each.
+task reward (RecordTaskAccepted, GetTaskReward, the caller's own rewards). One transaction
+each.
 
 Access (server/core/access.py): the interceptor enforces each RPC's declared level; here a
 non-admin may only name their own wallet (another user's id is PERMISSION_DENIED, as the
@@ -36,7 +37,7 @@ from server.core.batching import Batcher
 from server.core.clock import Clock, system_clock
 from server.core.context import RequestContext, Role
 from server.core.errors import InvalidArgument, NotFound
-from server.core.pagination import PageTokens, page_size
+from server.core.pagination import Page, PageTokens, page_size, time_key
 from server.core.params_cache import Parameters
 from server.core.validation import parse_uuid, request_key, text
 from server.db.session import Database
@@ -200,6 +201,17 @@ class WalletService:
         if found is None:
             raise NotFound("no reward recorded for this task", metadata={"task_id": task_id})
         return found[1]
+
+    async def list_my_rewards(
+        self, ctx: RequestContext, *, page_size_requested: int, page_token: str
+    ) -> Page[RewardView]:
+        me = caller_id(ctx)
+        size = page_size(page_size_requested)
+        filters = {"user_id": str(me)}
+        before = self._tokens.time_keyset(page_token, filters)
+        async with self._db.transaction() as session:
+            rows = await queries.list_rewards(session, me, before=before, limit=size + 1)
+        return self._tokens.page(rows, size, filters, lambda r: time_key(r.created_at, r.task_id))
 
     async def _record_batch(self, calls: Sequence[ValidCall]) -> list[RewardView | Exception]:
         params, now = await self._params.current(), self._clock()

@@ -76,6 +76,17 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         view = await self._wallets.get_task_reward(current_context(), request.task_id)
         return mappers.reward_pb(view)
 
+    async def ListMyTaskRewards(
+        self, request: pb.ListMyTaskRewardsRequest, context: ServicerContext
+    ) -> pb.ListMyTaskRewardsResponse:
+        page = await self._wallets.list_my_rewards(
+            current_context(), page_size_requested=request.page_size, page_token=request.page_token
+        )
+        return pb.ListMyTaskRewardsResponse(
+            rewards=[mappers.reward_pb(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
+
 
 def register(server: grpc.aio.Server, service: WalletService) -> Sequence[str]:
     pb_grpc.add_WalletServiceServicer_to_server(WalletServicer(service), server)

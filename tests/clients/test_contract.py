@@ -120,16 +120,10 @@ def _overlap(a: str, b: str) -> bool:
     return all(x == y or "*" in (x, y) for x, y in zip(sa, sb, strict=True))
 
 
-# Pairs whose shared paths answer the same whichever RPC a transcoder picks.
-SAME_ANSWER = {
-    # GetProfile takes `me` for the caller, exactly what GetMyProfile answers.
-    ("ProfileService.GetProfile", "ProfileService.GetMyProfile"),
-}
-
-
 def test_no_two_http_rules_of_one_verb_match_the_same_path() -> None:
     """An HTTP transcoder (Envoy, grpc-gateway) must route every path to one RPC:
-    `GET /conversion-windows/active` used to match `GET /conversion-windows/{window_id}`."""
+    `GET /conversion-windows/active` used to match `GET /conversion-windows/{window_id}`, and
+    `GET /profiles/me` (GetMyProfile) `GET /profiles/{user_id}`."""
     rules: list[tuple[str, str, str]] = []
     for proto in smartstart_files():
         for service in proto.service:
@@ -141,7 +135,7 @@ def test_no_two_http_rules_of_one_verb_match_the_same_path() -> None:
         (m1, m2)
         for i, (v1, p1, m1) in enumerate(rules)
         for v2, p2, m2 in rules[i + 1 :]
-        if v1 == v2 and _overlap(p1, p2) and (m1, m2) not in SAME_ANSWER
+        if v1 == v2 and _overlap(p1, p2)
     ]
     assert clashes == []
 

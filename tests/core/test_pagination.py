@@ -55,8 +55,8 @@ def test_a_page_keeps_size_rows_and_keys_the_next_on_the_last(
     rows: int, kept: int, more: bool
 ) -> None:
     tokens = PageTokens("secret")
-    page, token = tokens.page(list(range(rows)), 3, lambda n: [n * 10], {"f": 1})
-    assert page == list(range(kept))
-    assert bool(token) is more
+    page = tokens.page(list(range(rows)), 3, {"f": 1}, lambda n: [n * 10])
+    assert page.items == list(range(kept))
+    assert bool(page.next_page_token) is more
     if more:
-        assert tokens.decode(token, {"f": 1}) == [20]
+        assert tokens.decode(page.next_page_token, {"f": 1}) == [20]

@@ -15,6 +15,7 @@ from server.core.settings_defaults import SETTINGS_DEFAULTS
 from server.db import migrate
 from server.db.session import Database
 from server.models import metadata
+from server.profile.badge_rules import validate_rule
 from server.profile.seeds import SEED_BADGES
 from tests.fixtures_db import create_database, drop_database, unique_name
 
@@ -102,8 +103,28 @@ async def test_seeded_settings_and_badges(db: Database) -> None:
     assert settings["buz.tier_base"] == {"S": 400, "A": 150, "B": 80, "C": 50}
     assert badges == {b.code: b.rule for b in SEED_BADGES}
     assert len(badges) == 6
-    assert badges["EARLY_CONTRIBUTOR"]["conditions"][0] == {
-        "metric": "tasksAccepted",
-        "op": "gte",
-        "value": 5,
-    }
+    # the contract's format (revision 0003 rewrote the initial revision's rows)
+    assert badges["EARLY_CONTRIBUTOR"]["conditions"][0] == {"metric": "tasksAccepted", "gte": 5}
+    for b in SEED_BADGES:
+        assert validate_rule(b.rule_type, b.rule) == b.rule
+
+
+async def test_0003_rewrites_badge_rules_both_ways(pg_admin_url: str) -> None:
+    name = unique_name("smartstart_mig")
+    url = await create_database(pg_admin_url, name)
+
+    def rules(connection: Connection) -> dict[str, Any]:
+        return dict(connection.execute(text("SELECT code, rule FROM badges")).all())
+
+    try:
+        await asyncio.to_thread(migrate.upgrade, url, "0001")
+        old = await _with_connection(url, rules)
+        assert old["BUG_HUNTER_BRONZE"] == {
+            "conditions": [{"metric": "criticalBugReports", "op": "gte", "value": 3}]
+        }
+        await asyncio.to_thread(migrate.upgrade, url, "head")
+        assert await _with_connection(url, rules) == {b.code: b.rule for b in SEED_BADGES}
+        await asyncio.to_thread(migrate.downgrade, url, "0001")
+        assert await _with_connection(url, rules) == old
+    finally:
+        await drop_database(pg_admin_url, name)

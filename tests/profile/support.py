@@ -13,6 +13,8 @@ import grpc
 import grpc.aio
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from smartstart.conversion.v1 import conversion_service_pb2 as cpb
+from smartstart.conversion.v1 import conversion_service_pb2_grpc as cpb_grpc
 from smartstart.profile.v1 import profile_service_pb2 as pb
 from smartstart.profile.v1 import profile_service_pb2_grpc as pb_grpc
 from smartstart.wallet.v1 import wallet_service_pb2 as wpb
@@ -91,8 +93,10 @@ class Api:
     def __init__(
         self, channel: grpc.aio.Channel, mint_token: MintToken, clock: Callable[[], datetime]
     ):
+        self.channel = channel
         self.profiles = pb_grpc.ProfileServiceStub(channel)
         self.wallets = wpb_grpc.WalletServiceStub(channel)
+        self.conversions = cpb_grpc.ConversionServiceStub(channel)
         self.mint = mint_token
         self.clock = clock
         self.system: Metadata = bearer(mint_token(SYSTEM, roles=("system",)))
@@ -186,6 +190,18 @@ class Api:
             metadata=self.system,
         )
 
+    async def venture(self, pool_bps: int = 1000) -> str:
+        """A venture the board creates (tasks are rewarded against one)."""
+        venture = await self.conversions.CreateVenture(
+            cpb.CreateVentureRequest(
+                request_id=str(uuid.uuid4()),
+                name=f"venture-{uuid.uuid4()}",
+                conversion_pool_bps=pool_bps,
+            ),
+            metadata=self.user(str(uuid.uuid4()), "board"),
+        )
+        return venture.id
+
     async def profile(self, user: str) -> pb.Profile:
         return await self.profiles.GetProfile(pb.GetProfileRequest(user_id=user))
 
@@ -209,19 +225,6 @@ class Api:
 
 async def channel_to(running: RunningServer) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-
-
-async def make_venture_until_issue_10(db: Database) -> str:
-    """The one row a flow cannot make through the API on this branch: ConversionService
-    (CreateVenture) arrives with issue 10. Replace with the RPC when it does."""
-    async with db.transaction() as session:
-        venture: uuid.UUID = (
-            await session.execute(
-                text("INSERT INTO ventures (name, pool_bps) VALUES (:n, 1000) RETURNING id"),
-                {"n": f"venture-{uuid.uuid4()}"},
-            )
-        ).scalar_one()
-    return str(venture)
 
 
 async def sql_rows(db: Database, sql: str, **params: Any) -> list[Any]:

@@ -11,10 +11,10 @@ import grpc
 import grpc.aio
 import pytest
 from smartstart.profile.v1 import profile_service_pb2 as pb
+from sqlalchemy import text
 
-from server.app import RunningServer
 from server.db.session import Database
-from tests.fixtures_server import MintToken, ServerFactory, error_info
+from tests.fixtures_server import error_info
 from tests.profile.support import Api, MovableClock, clock_at, fails, sql_rows, sql_value, ts
 
 DAY = "2026-03-10"
@@ -23,17 +23,6 @@ DAY = "2026-03-10"
 @pytest.fixture
 def clock() -> MovableClock:
     return clock_at(DAY)
-
-
-@pytest.fixture
-async def running(server_factory: ServerFactory, clock: MovableClock) -> RunningServer:
-    return await server_factory(clock=clock)
-
-
-@pytest.fixture
-async def api(running: RunningServer, mint_token: MintToken, clock: MovableClock) -> Api:
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-    return Api(channel, mint_token, clock)
 
 
 async def metrics(db: Database, user: str) -> dict[str, int]:
@@ -88,8 +77,6 @@ async def test_reviews_that_earn_no_xp(api: Api, db: Database) -> None:
 async def test_review_xp_follows_the_reviewers_trust_weight(api: Api, db: Database) -> None:
     reviewer, subject = await api.register(), await api.register()
     async with db.transaction() as session:  # no API sets a reputation directly
-        from sqlalchemy import text
-
         await session.execute(
             text("UPDATE profiles SET rep_milli = 50000 WHERE user_id = :u"), {"u": reviewer}
         )

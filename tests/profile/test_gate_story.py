@@ -10,7 +10,7 @@ from smartstart.wallet.v1 import wallet_service_pb2 as wpb
 from server.db.session import Database
 from server.jobs import Outcome
 from tests.fixtures_server import MintToken, ServerFactory
-from tests.profile.support import Api, clock_at, make_venture_until_issue_10
+from tests.profile.support import Api, clock_at
 
 
 async def test_activity_and_the_daily_job_open_the_reputation_gate(
@@ -19,7 +19,7 @@ async def test_activity_and_the_daily_job_open_the_reputation_gate(
     clock = clock_at("2026-07-06")
     running = await server_factory(clock=clock)
     api = Api(grpc.aio.insecure_channel(f"127.0.0.1:{running.port}"), mint_token, clock)
-    venture = await make_venture_until_issue_10(db)
+    venture = await api.venture()
     user = await api.register("Grace")
     reviewer, peer = await api.register("Rita"), await api.register("Pat")
     await api.set_kyc(user)

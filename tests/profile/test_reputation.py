@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 
-import grpc.aio
 import pytest
+from smartstart.profile.v1 import profile_service_pb2 as pb
 from smartstart.wallet.v1 import wallet_service_pb2 as wpb
 from sqlalchemy import text
 
@@ -28,17 +28,20 @@ from server.profile import gains
 from server.profile.gamification import DailyGain, catch_up
 from server.profile.reputation import MaintenanceService
 from tests.fixtures_db import REPO_ROOT
-from tests.fixtures_server import MintToken, ServerFactory
+from tests.fixtures_server import ServerFactory
 from tests.profile.support import (
     Api,
     MovableClock,
     clock_at,
-    make_venture_until_issue_10,
     sql_rows,
     sql_value,
 )
+from tests.profile.test_badges import award, create_badge
+from tests.profile.test_endorsements import endorse
+from tests.profile.test_skills import create_skill, declare
 
 START = "2026-03-01"
+SKILLS = ["python", "go", "sql", "ux", "writing"]
 JOB = "daily_maintenance"
 
 
@@ -47,20 +50,37 @@ JOB = "daily_maintenance"
 THOUSANDTH = Decimal("0.001")
 
 
-def spec_step(rep: Decimal, xp: int) -> Decimal:
-    """rep(d+1) = 0.995 × rep(d) + min(50, xp/10), fixed point in thousandths (half up),
-    at most 10,000."""
-    exact = Decimal("0.995") * rep + min(Decimal(50), Decimal(xp) / 10)
+def spec_step(rep: Decimal, xp: int = 0, weights: Decimal = Decimal(0), badges: int = 0) -> Decimal:
+    """rep(d+1) = 0.995 × rep(d) + min(50, xp/10 + endorsementsWeighted/5 + badges × 20),
+    fixed point in thousandths (half up), at most 10,000."""
+    gain = Decimal(xp) / 10 + weights / 5 + badges * 20
+    exact = Decimal("0.995") * rep + min(Decimal(50), gain)
     return min(Decimal(10_000), exact.quantize(THOUSANDTH, rounding=ROUND_HALF_UP))
 
 
-def spec_review_xp(rep: Decimal) -> int:
-    """round_half_up(5 × clamp(sqrt(rep/100) floored to the thousandth, 0.5, 1.5))."""
+def spec_weight(rep: Decimal) -> Decimal:
+    """Trust weight: clamp(sqrt(rep/100) floored to the thousandth, 0.5, 1.5)."""
     with localcontext() as ctx:
         ctx.prec = 40
         weight = (rep / 100).sqrt().quantize(THOUSANDTH, rounding=ROUND_FLOOR)
-    weight = min(Decimal("1.5"), max(Decimal("0.5"), weight))
-    return int((5 * weight).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return min(Decimal("1.5"), max(Decimal("0.5"), weight))
+
+
+def half_up(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def spec_review_xp(rep: Decimal) -> int:
+    """round_half_up(5 × the reviewer's trust weight)."""
+    return half_up(5 * spec_weight(rep))
+
+
+@dataclass
+class Day:
+    xp: int = 0
+    weights: Decimal = Decimal(0)
+    endorsement_xp: int = 0
+    badges: int = 0
 
 
 @dataclass
@@ -69,45 +89,61 @@ class Model:
 
     rep: dict[str, Decimal] = field(default_factory=dict)
     through: dict[str, int] = field(default_factory=dict)  # last folded day index
-    xp: dict[tuple[str, int], int] = field(default_factory=dict)
+    days: dict[tuple[str, int], Day] = field(default_factory=dict)
 
-    def gain(self, user: str, day: int, xp: int) -> None:
-        self.xp[user, day] = self.xp.get((user, day), 0) + xp
+    def gain(
+        self, user: str, day: int, xp: int, weight: Decimal = Decimal(0), badges: int = 0
+    ) -> None:
+        d = self.days.setdefault((user, day), Day())
+        d.xp += xp
+        d.weights += weight
+        d.badges += badges
         self.rep.setdefault(user, Decimal(0))
         self.through.setdefault(user, day - 1)
+
+    def endorsement_xp(self, endorsee: str, day: int, endorser_rep: Decimal) -> int:
+        """round_half_up(2 × weight), at most 20 a day from endorsements."""
+        d = self.days.setdefault((endorsee, day), Day())
+        xp = min(half_up(2 * spec_weight(endorser_rep)), 20 - d.endorsement_xp)
+        d.endorsement_xp += xp
+        return xp
 
     def run(self, job_day: int) -> None:
         """The job at 02:00 of `job_day` folds every open day before it, in order."""
         for user in self.rep:
             for day in range(self.through[user] + 1, job_day):
-                self.rep[user] = spec_step(self.rep[user], self.xp.get((user, day), 0))
+                d = self.days.get((user, day), Day())
+                self.rep[user] = spec_step(self.rep[user], d.xp, d.weights, d.badges)
             self.through[user] = max(self.through[user], job_day - 1)
 
 
 # --- thirty days through the API ------------------------------------------------------------
 
-# Per day: A's tasks (tier, quality), R's tasks, positive reviews of A by R, and whether a
-# task of A accepted three days earlier is reported that day (late: it counts today).
+# Per day: A's tasks (tier, quality), R's tasks, positive reviews of A by R, endorsements of
+# A by R (one skill each), a manual badge for A, and whether a task of A accepted three days
+# earlier is reported that day (late: it counts today).
 TIER_S, TIER_C = wpb.TASK_TIER_S, wpb.TASK_TIER_C
 PLAN: dict[int, dict[str, object]] = {
     0: {"a": [(TIER_C, 3)], "r": [(TIER_C, 4)], "reviews": 2},
     1: {"a": [(TIER_C, 5)], "reviews": 1},
     2: {"a": [(TIER_S, 5), (TIER_S, 5)]},  # 784 XP: the gain is capped at 50
-    3: {},
+    3: {"endorse": 1},
     4: {"r": [(TIER_S, 4)], "reviews": 3},
     5: {"a": [(TIER_C, 1)]},
     6: {"reviews": 4},
     7: {},
     8: {"a": [(TIER_S, 2)], "late": True},
-    9: {"r": [(TIER_C, 2)], "reviews": 1},
+    9: {"r": [(TIER_C, 2)], "reviews": 1, "endorse": 2},
     11: {"a": [(TIER_C, 3)], "reviews": 2},
     12: {"late": True},
     14: {"a": [(TIER_S, 3)]},
+    15: {"badge": True},
+    16: {"endorse": 1},
     17: {"reviews": 5},
     18: {"a": [(TIER_C, 4)], "r": [(TIER_S, 5)]},
     21: {"reviews": 2, "late": True},
     22: {"a": [(TIER_S, 1)]},
-    25: {"a": [(TIER_C, 2)], "reviews": 1},
+    25: {"a": [(TIER_C, 2)], "reviews": 1, "endorse": 1},
     28: {"a": [(TIER_S, 5)]},
 }
 # Job runs at 02:00 of these days are missed (no run); the next run catches up.
@@ -119,16 +155,6 @@ def clock() -> MovableClock:
     return clock_at(START)
 
 
-@pytest.fixture
-async def running(server_factory: ServerFactory, clock: MovableClock) -> RunningServer:
-    return await server_factory(clock=clock)
-
-
-@pytest.fixture
-async def api(running: RunningServer, mint_token: MintToken, clock: MovableClock) -> Api:
-    return Api(grpc.aio.insecure_channel(f"127.0.0.1:{running.port}"), mint_token, clock)
-
-
 async def rep_milli(db: Database, user: str) -> int:
     return int(await sql_value(db, "SELECT rep_milli FROM profiles WHERE user_id = :u", u=user))
 
@@ -136,9 +162,14 @@ async def rep_milli(db: Database, user: str) -> int:
 async def test_thirty_days_of_reputation_match_the_recurrence(
     api: Api, running: RunningServer, db: Database, clock: MovableClock
 ) -> None:
-    venture = await make_venture_until_issue_10(db)
+    venture = await api.venture()
     a, r, t = await api.register("A"), await api.register("R"), await api.register("T")
     idle = await api.register("Idle")
+    skills = iter(SKILLS)
+    for slug in SKILLS:
+        await create_skill(api, slug)
+        await declare(api, a, slug)
+    await create_badge(api, "VECTOR", pb.BADGE_RULE_TYPE_MANUAL)
     model = Model()
     runs = 0
     for day in range(30):
@@ -167,6 +198,13 @@ async def test_thirty_days_of_reputation_match_the_recurrence(
             earned = (await api.profile(a)).xp - before
             assert earned == spec_review_xp(model.rep.get(r, Decimal(0)))
             model.gain(a, day, earned)
+        for _ in range(int(plan.get("endorse", 0))):  # type: ignore[call-overload]
+            await endorse(api, r, a, next(skills))
+            xp = model.endorsement_xp(a, day, model.rep.get(r, Decimal(0)))
+            model.gain(a, day, xp, spec_weight(model.rep.get(r, Decimal(0))))
+        if plan.get("badge"):
+            await award(api, "VECTOR", a)
+            model.gain(a, day, 50, badges=1)
         if plan.get("late"):
             late = await api.task(a, t, venture, accepted_at=clock() - timedelta(days=3))
             model.gain(a, day, late.xp_awarded)
@@ -192,7 +230,7 @@ async def test_thirty_days_of_reputation_match_the_recurrence(
         )
     )
     start = date.fromisoformat(START)
-    assert stats == {start + timedelta(days=d): xp for (u, d), xp in model.xp.items() if u == a}
+    assert stats == {start + timedelta(days=d): v.xp for (u, d), v in model.days.items() if u == a}
     runs_recorded = await sql_value(
         db, "SELECT count(*) FROM job_runs WHERE job = :j AND outcome = 'SUCCEEDED'", j=JOB
     )

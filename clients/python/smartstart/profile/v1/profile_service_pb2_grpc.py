@@ -309,6 +309,8 @@ class ProfileServiceServicer:
     def GetMyProfile(self, request, context):
         """Returns the caller's own profile, public or not. Caller: any authenticated user.
         Errors: NOT_FOUND when the token's subject is not a registered user.
+        HTTP: `/api/v1/me/profile`, apart from GetProfile's `/api/v1/profiles/{user_id}`, which
+        `GET /api/v1/profiles/me` matches too (and answers the same).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -430,8 +432,10 @@ class ProfileServiceServicer:
     def CreateBadge(self, request, context):
         """Adds a badge to the directory (audited). The rule is validated now. Caller: `admin`.
         Errors: INVALID_ARGUMENT (field rules; unknown metric or operator; a THRESHOLD or
-        COMPOSITE badge without a rule; a MANUAL badge with one); ALREADY_EXISTS reason
-        ALREADY_EXISTS (code taken); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+        COMPOSITE badge without a rule; a MANUAL badge with one; the BadRequest violation's
+        field is the JSON path of the offending part, e.g. `rule.conditions[1].metric`);
+        ALREADY_EXISTS reason ALREADY_EXISTS (code taken); ALREADY_EXISTS reason
+        IDEMPOTENCY_CONFLICT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -98,6 +98,8 @@ class ProfileServiceStub:
     GetMyProfile: _grpc.UnaryUnaryMultiCallable[_profile_service_pb2.GetMyProfileRequest, _profile_service_pb2.Profile]
     """Returns the caller's own profile, public or not. Caller: any authenticated user.
     Errors: NOT_FOUND when the token's subject is not a registered user.
+    HTTP: `/api/v1/me/profile`, apart from GetProfile's `/api/v1/profiles/{user_id}`, which
+    `GET /api/v1/profiles/me` matches too (and answers the same).
     """
     UpdateMyProfile: _grpc.UnaryUnaryMultiCallable[_profile_service_pb2.UpdateMyProfileRequest, _profile_service_pb2.Profile]
     """Updates the caller's own profile fields named in `update_mask` (audited) and returns the
@@ -169,8 +171,10 @@ class ProfileServiceStub:
     CreateBadge: _grpc.UnaryUnaryMultiCallable[_profile_service_pb2.CreateBadgeRequest, _profile_service_pb2.Badge]
     """Adds a badge to the directory (audited). The rule is validated now. Caller: `admin`.
     Errors: INVALID_ARGUMENT (field rules; unknown metric or operator; a THRESHOLD or
-    COMPOSITE badge without a rule; a MANUAL badge with one); ALREADY_EXISTS reason
-    ALREADY_EXISTS (code taken); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+    COMPOSITE badge without a rule; a MANUAL badge with one; the BadRequest violation's
+    field is the JSON path of the offending part, e.g. `rule.conditions[1].metric`);
+    ALREADY_EXISTS reason ALREADY_EXISTS (code taken); ALREADY_EXISTS reason
+    IDEMPOTENCY_CONFLICT.
     """
     UpdateBadge: _grpc.UnaryUnaryMultiCallable[_profile_service_pb2.UpdateBadgeRequest, _profile_service_pb2.Badge]
     """Updates a badge's `title`, `description`, `icon` and/or `rule` (audited). Code and
@@ -315,6 +319,8 @@ class ProfileServiceAsyncStub(ProfileServiceStub):
     GetMyProfile: _aio.UnaryUnaryMultiCallable[_profile_service_pb2.GetMyProfileRequest, _profile_service_pb2.Profile]  # type: ignore[assignment]
     """Returns the caller's own profile, public or not. Caller: any authenticated user.
     Errors: NOT_FOUND when the token's subject is not a registered user.
+    HTTP: `/api/v1/me/profile`, apart from GetProfile's `/api/v1/profiles/{user_id}`, which
+    `GET /api/v1/profiles/me` matches too (and answers the same).
     """
     UpdateMyProfile: _aio.UnaryUnaryMultiCallable[_profile_service_pb2.UpdateMyProfileRequest, _profile_service_pb2.Profile]  # type: ignore[assignment]
     """Updates the caller's own profile fields named in `update_mask` (audited) and returns the
@@ -386,8 +392,10 @@ class ProfileServiceAsyncStub(ProfileServiceStub):
     CreateBadge: _aio.UnaryUnaryMultiCallable[_profile_service_pb2.CreateBadgeRequest, _profile_service_pb2.Badge]  # type: ignore[assignment]
     """Adds a badge to the directory (audited). The rule is validated now. Caller: `admin`.
     Errors: INVALID_ARGUMENT (field rules; unknown metric or operator; a THRESHOLD or
-    COMPOSITE badge without a rule; a MANUAL badge with one); ALREADY_EXISTS reason
-    ALREADY_EXISTS (code taken); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+    COMPOSITE badge without a rule; a MANUAL badge with one; the BadRequest violation's
+    field is the JSON path of the offending part, e.g. `rule.conditions[1].metric`);
+    ALREADY_EXISTS reason ALREADY_EXISTS (code taken); ALREADY_EXISTS reason
+    IDEMPOTENCY_CONFLICT.
     """
     UpdateBadge: _aio.UnaryUnaryMultiCallable[_profile_service_pb2.UpdateBadgeRequest, _profile_service_pb2.Badge]  # type: ignore[assignment]
     """Updates a badge's `title`, `description`, `icon` and/or `rule` (audited). Code and
@@ -571,6 +579,8 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_profile_service_pb2.Profile, _abc.Awaitable[_profile_service_pb2.Profile]]:
         """Returns the caller's own profile, public or not. Caller: any authenticated user.
         Errors: NOT_FOUND when the token's subject is not a registered user.
+        HTTP: `/api/v1/me/profile`, apart from GetProfile's `/api/v1/profiles/{user_id}`, which
+        `GET /api/v1/profiles/me` matches too (and answers the same).
         """
 
     @_abc_1.abstractmethod
@@ -714,8 +724,10 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_profile_service_pb2.Badge, _abc.Awaitable[_profile_service_pb2.Badge]]:
         """Adds a badge to the directory (audited). The rule is validated now. Caller: `admin`.
         Errors: INVALID_ARGUMENT (field rules; unknown metric or operator; a THRESHOLD or
-        COMPOSITE badge without a rule; a MANUAL badge with one); ALREADY_EXISTS reason
-        ALREADY_EXISTS (code taken); ALREADY_EXISTS reason IDEMPOTENCY_CONFLICT.
+        COMPOSITE badge without a rule; a MANUAL badge with one; the BadRequest violation's
+        field is the JSON path of the offending part, e.g. `rule.conditions[1].metric`);
+        ALREADY_EXISTS reason ALREADY_EXISTS (code taken); ALREADY_EXISTS reason
+        IDEMPOTENCY_CONFLICT.
         """
 
     @_abc_1.abstractmethod

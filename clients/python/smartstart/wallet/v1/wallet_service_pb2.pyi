@@ -859,3 +859,59 @@ class GetTaskRewardRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTaskRewardRequest: _TypeAlias = GetTaskRewardRequest  # noqa: Y015
+
+@_typing.final
+class ListMyTaskRewardsRequest(_message.Message):
+    """Request of ListMyTaskRewards."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum rewards to return: default 50 when 0, maximum 200 (larger values are clamped
+    to 200); negative is INVALID_ARGUMENT.
+    """
+    page_token: _builtins.str
+    """Opaque token from a previous response's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMyTaskRewardsRequest: _TypeAlias = ListMyTaskRewardsRequest  # noqa: Y015
+
+@_typing.final
+class ListMyTaskRewardsResponse(_message.Message):
+    """Response of ListMyTaskRewards."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REWARDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more rewards."""
+    @_builtins.property
+    def rewards(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskReward]:
+        """The caller's rewards, newest recorded first."""
+
+    def __init__(
+        self,
+        *,
+        rewards: _abc.Iterable[Global___TaskReward] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "rewards", b"rewards"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMyTaskRewardsResponse: _TypeAlias = ListMyTaskRewardsResponse  # noqa: Y015

@@ -94,6 +94,11 @@ class WalletServiceStub:
                 request_serializer=smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.GetTaskRewardRequest.SerializeToString,
                 response_deserializer=smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.TaskReward.FromString,
                 _registered_method=True)
+        self.ListMyTaskRewards = channel.unary_unary(
+                '/smartstart.wallet.v1.WalletService/ListMyTaskRewards',
+                request_serializer=smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.ListMyTaskRewardsRequest.SerializeToString,
+                response_deserializer=smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.ListMyTaskRewardsResponse.FromString,
+                _registered_method=True)
 
 
 class WalletServiceServicer:
@@ -216,6 +221,17 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMyTaskRewards(self, request, context):
+        """Lists the caller's own task rewards, newest first: every reward record that names the
+        caller as assignee, including those whose BUZ was withheld by a gate or cut by the
+        daily cap (a withheld reward has no ledger entry, so it shows only here). replay is
+        always false. Access: any authenticated user (their own rewards only).
+        Errors: INVALID_ARGUMENT (negative page_size, a bad or foreign page_token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -253,6 +269,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.GetTaskReward,
                     request_deserializer=smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.GetTaskRewardRequest.FromString,
                     response_serializer=smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.TaskReward.SerializeToString,
+            ),
+            'ListMyTaskRewards': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyTaskRewards,
+                    request_deserializer=smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.ListMyTaskRewardsRequest.FromString,
+                    response_serializer=smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.ListMyTaskRewardsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -469,6 +490,33 @@ class WalletService:
             '/smartstart.wallet.v1.WalletService/GetTaskReward',
             smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.GetTaskRewardRequest.SerializeToString,
             smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.TaskReward.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyTaskRewards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartstart.wallet.v1.WalletService/ListMyTaskRewards',
+            smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.ListMyTaskRewardsRequest.SerializeToString,
+            smartstart_dot_wallet_dot_v1_dot_wallet__service__pb2.ListMyTaskRewardsResponse.FromString,
             options,
             channel_credentials,
             insecure,

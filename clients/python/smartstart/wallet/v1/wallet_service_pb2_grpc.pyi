@@ -122,6 +122,13 @@ class WalletServiceStub:
     Access: roles system or admin.
     Errors: NOT_FOUND (NOT_FOUND) when no task-accepted event was recorded for task_id.
     """
+    ListMyTaskRewards: _grpc.UnaryUnaryMultiCallable[_wallet_service_pb2.ListMyTaskRewardsRequest, _wallet_service_pb2.ListMyTaskRewardsResponse]
+    """Lists the caller's own task rewards, newest first: every reward record that names the
+    caller as assignee, including those whose BUZ was withheld by a gate or cut by the
+    daily cap (a withheld reward has no ledger entry, so it shows only here). replay is
+    always false. Access: any authenticated user (their own rewards only).
+    Errors: INVALID_ARGUMENT (negative page_size, a bad or foreign page_token).
+    """
 
 @_typing.type_check_only
 class WalletServiceAsyncStub(WalletServiceStub):
@@ -216,6 +223,13 @@ class WalletServiceAsyncStub(WalletServiceStub):
     """Returns the stored reward record of a task (replay is always false here).
     Access: roles system or admin.
     Errors: NOT_FOUND (NOT_FOUND) when no task-accepted event was recorded for task_id.
+    """
+    ListMyTaskRewards: _aio.UnaryUnaryMultiCallable[_wallet_service_pb2.ListMyTaskRewardsRequest, _wallet_service_pb2.ListMyTaskRewardsResponse]  # type: ignore[assignment]
+    """Lists the caller's own task rewards, newest first: every reward record that names the
+    caller as assignee, including those whose BUZ was withheld by a gate or cut by the
+    daily cap (a withheld reward has no ledger entry, so it shows only here). replay is
+    always false. Access: any authenticated user (their own rewards only).
+    Errors: INVALID_ARGUMENT (negative page_size, a bad or foreign page_token).
     """
 
 class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -350,6 +364,19 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns the stored reward record of a task (replay is always false here).
         Access: roles system or admin.
         Errors: NOT_FOUND (NOT_FOUND) when no task-accepted event was recorded for task_id.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMyTaskRewards(
+        self,
+        request: _wallet_service_pb2.ListMyTaskRewardsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_service_pb2.ListMyTaskRewardsResponse, _abc.Awaitable[_wallet_service_pb2.ListMyTaskRewardsResponse]]:
+        """Lists the caller's own task rewards, newest first: every reward record that names the
+        caller as assignee, including those whose BUZ was withheld by a gate or cut by the
+        daily cap (a withheld reward has no ledger entry, so it shows only here). replay is
+        always false. Access: any authenticated user (their own rewards only).
+        Errors: INVALID_ARGUMENT (negative page_size, a bad or foreign page_token).
         """
 
 def add_WalletServiceServicer_to_server(servicer: WalletServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
