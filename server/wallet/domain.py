@@ -322,12 +322,6 @@ class WalletView:
 
 
 @dataclass(frozen=True, slots=True)
-class EntryPage:
-    entries: list[EntryView]
-    next_page_token: str
-
-
-@dataclass(frozen=True, slots=True)
 class Adjustment:
     wallet: WalletView
     entry: EntryView

@@ -44,14 +44,13 @@ from server.db.session import Database
 from server.wallet import ledger, queries
 from server.wallet.domain import (
     Adjustment,
-    EntryPage,
     RewardView,
     TaskAccepted,
     ValidCall,
     WalletView,
     validate_task_accepted,
 )
-from server.wallet.entries import EntryType
+from server.wallet.entries import EntryType, EntryView
 from server.wallet.reward_batch import TaskIdTaken, record_batch
 from server.wallet.reward_fold import Outcome, Recorded, Replay, task_conflict
 from server.wallet.verify import Verification, verify_rows
@@ -61,6 +60,7 @@ _log = logging.getLogger(__name__)
 MAX_REASON_LENGTH = 1000
 RPC = "smartstart.wallet.v1.WalletService"
 _ENTRY_TYPES = frozenset(EntryType)
+_ENTRY_TYPES_TEXT = "must be " + ", ".join(EntryType)
 
 
 class WalletService:
@@ -114,10 +114,10 @@ class WalletService:
         types: Sequence[str],
         page_size_requested: int,
         page_token: str,
-    ) -> EntryPage:
+    ) -> Page[EntryView]:
         target = self._readable_wallet(ctx, user_id)
         if any(t not in _ENTRY_TYPES for t in types):
-            raise InvalidArgument.field("types", "must be ISSUE, LOCK, UNLOCK, BURN or ADJUST")
+            raise InvalidArgument.field("types", _ENTRY_TYPES_TEXT)
         wanted = sorted(set(types))
         size = page_size(page_size_requested)
         filters = {"user_id": str(target), "types": wanted}
@@ -128,10 +128,7 @@ class WalletService:
             entries = await queries.list_entries(
                 session, wallet.wallet_id, types=wanted, before_seq=before, limit=size + 1
             )
-        more = len(entries) > size
-        entries = entries[:size]
-        token = self._tokens.encode([entries[-1].seq], filters) if more else ""
-        return EntryPage(entries=entries, next_page_token=token)
+        return self._tokens.page(entries, size, filters, lambda e: [e.seq])
 
     async def verify_wallet(self, ctx: RequestContext, *, user_id: str) -> Verification:
         target = self._readable_wallet(ctx, user_id)

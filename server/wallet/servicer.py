@@ -39,7 +39,7 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             page_token=request.page_token,
         )
         return pb.ListLedgerEntriesResponse(
-            entries=[mappers.entry_pb(e) for e in page.entries],
+            entries=[mappers.entry_pb(e) for e in page.items],
             next_page_token=page.next_page_token,
         )
 
