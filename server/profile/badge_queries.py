@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -209,11 +210,20 @@ async def list_awards(
 
 _LOCK_STATE = text(
     "INSERT INTO badge_evaluation_state (id) VALUES (true) ON CONFLICT (id) DO UPDATE"
-    " SET id = true RETURNING last_full_day, changed_since, now() AS started"
+    " SET id = true RETURNING last_full_day, changed_since, full_pass_requested_at,"
+    " now() AS started"
 )
+# A full pass answers a request made before it started (its reads then see what the
+# requester committed); a request made while it ran stays for the next run.
 _SAVE_STATE = text(
     "UPDATE badge_evaluation_state SET changed_since = :since,"
-    " last_full_day = COALESCE(:full_day, last_full_day)"
+    " last_full_day = COALESCE(:full_day, last_full_day),"
+    " full_pass_requested_at = CASE WHEN :full_day IS NOT NULL"
+    " AND full_pass_requested_at <= :since THEN NULL ELSE full_pass_requested_at END"
+)
+_REQUEST_FULL_PASS = text(
+    "INSERT INTO badge_evaluation_state (id, full_pass_requested_at) VALUES (true, now())"
+    " ON CONFLICT (id) DO UPDATE SET full_pass_requested_at = now()"
 )
 _ALL_USERS = text("SELECT user_id FROM profiles ORDER BY user_id")
 # Users whose metrics moved since `since`: every writer of a metric touches
@@ -240,14 +250,29 @@ _FACTS = text(
 )
 
 
-async def lock_state(session: AsyncSession) -> tuple[date | None, datetime | None, datetime]:
-    """The job's state row, locked: (last full pass day, changed since, the time now)."""
+@dataclass(frozen=True, slots=True)
+class JobState:
+    last_full_day: date | None
+    changed_since: datetime | None
+    full_pass_requested: bool
+    started: datetime  # the database's time now: the next run's `changed_since`
+
+
+async def lock_state(session: AsyncSession) -> JobState:
+    """The job's state row, locked."""
     row = (await session.execute(_LOCK_STATE)).one()
-    return row.last_full_day, row.changed_since, row.started
+    return JobState(
+        row.last_full_day, row.changed_since, row.full_pass_requested_at is not None, row.started
+    )
 
 
 async def save_state(session: AsyncSession, *, since: datetime, full_day: date | None) -> None:
     await session.execute(_SAVE_STATE, {"since": since, "full_day": full_day})
+
+
+async def request_full_pass(session: AsyncSession) -> None:
+    """Make the job's next run a full pass (after a change to every user's metrics)."""
+    await session.execute(_REQUEST_FULL_PASS)
 
 
 async def all_users(conn: Conn) -> list[uuid.UUID]:

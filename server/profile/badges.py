@@ -6,10 +6,11 @@ one), keeps the metric snapshot that earned it, credits badge_xp (50) and one ba
 day's reputation gain (server/profile/gains.py), and is audited.
 
 The job evaluates the users whose metrics changed since its last run (every metric writer
-touches user_metrics.updated_at; a margin covers writers that committed late), and every
-user once per UTC day (its first run of the day): daysSinceJoin, deviceCompliantDays and
-repScore move with time, not events. Users are read and awarded in chunks, one
-transaction per chunk.
+touches user_metrics.updated_at; a margin covers writers that committed late). Every user
+is evaluated in a full pass on its first run of each UTC day (daysSinceJoin and
+deviceCompliantDays move with time, not events) and on its first run after the daily
+maintenance, which moves every repScore and may repair levels. Users are read and awarded
+in chunks, one transaction per chunk.
 """
 
 from __future__ import annotations
@@ -332,16 +333,19 @@ class BadgeService:
         params = await self._params.current()
         today = utc_day(now)
         async with self._db.transaction() as session:
-            last_full, since, started = await queries.lock_state(session)
+            state = await queries.lock_state(session)
             badges = await queries.rule_badges(session)
+        daily_done = state.last_full_day is not None and state.last_full_day >= today
+        since = state.changed_since if daily_done and not state.full_pass_requested else None
+        full = since is None
         async with self._db.read() as conn:
-            if since is None or last_full is None or last_full < today:
-                full, users = True, await queries.all_users(conn)
+            if since is None:
+                users = await queries.all_users(conn)
             else:
-                full, users = False, await queries.changed_users(conn, since - CHANGE_MARGIN)
+                users = await queries.changed_users(conn, since - CHANGE_MARGIN)
         awarded = await self.evaluate_users(ctx, now, users, badges, params)
         async with self._db.transaction() as session:
-            await queries.save_state(session, since=started, full_day=today if full else None)
+            await queries.save_state(session, since=state.started, full_day=today if full else None)
         return {"users_evaluated": len(users), "awards": awarded, "full_pass": int(full)}
 
     async def evaluate_users(

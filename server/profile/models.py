@@ -193,8 +193,9 @@ class BadgeAward(Base):
 
 
 class BadgeEvaluationState(Base):
-    """The hourly badge job's progress (one row): the UTC day of its last full pass, and the
-    time from which it looks for users whose metrics changed."""
+    """The hourly badge job's progress (one row): the UTC day of its last full pass, the
+    time from which it looks for users whose metrics changed, and when a full pass was last
+    asked for and not yet made (by the daily maintenance, which moves every repScore)."""
 
     __tablename__ = "badge_evaluation_state"
     __table_args__ = (CheckConstraint("id", name="singleton"),)
@@ -202,6 +203,7 @@ class BadgeEvaluationState(Base):
     id: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
     last_full_day: Mapped[date | None]
     changed_since: Mapped[datetime | None]
+    full_pass_requested_at: Mapped[datetime | None]
 
 
 class ActivityEvent(Base):

@@ -28,6 +28,7 @@ from server.audit.append import AuditEvent, append
 from server.core.context import RequestContext
 from server.core.params_cache import Parameters
 from server.db.session import Database
+from server.profile import badge_queries
 from server.profile import reputation_queries as queries
 from server.profile.domain import utc_day
 from server.profile.gamification import StepCoefficients, step_coefficients
@@ -67,6 +68,8 @@ class MaintenanceService:
             ctx, "levels", lambda session: queries.repair_levels(session, thresholds)
         )
         metrics = await self._repair(ctx, "metrics", queries.repair_metrics)
+        if days or levels:  # every repScore (or some level) moved: the badge job looks at all
+            await self._db.run(badge_queries.request_full_pass)
         return {
             "days_folded": days,
             "profiles_folded": folded,

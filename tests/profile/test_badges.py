@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import grpc
@@ -24,6 +24,7 @@ from server.app import RunningServer
 from server.core.context import SYSTEM_CONTEXT
 from server.db.session import Database
 from server.jobs import Outcome, Trigger
+from server.profile import badge_queries
 from server.profile.seeds import SEED_BADGES
 from tests.ops.support import json_value
 from tests.profile.support import (
@@ -455,6 +456,53 @@ async def test_the_job_looks_at_changed_users_and_everyone_once_a_day(
     clock.at(1, hour=0)
     assert (await run_badges(running))["users_evaluated"] == 2
     del quiet
+
+
+async def test_a_repscore_badge_is_awarded_on_the_first_run_after_the_daily_fold(
+    api: Api, running: RunningServer, clock: MovableClock
+) -> None:
+    """Reputation moves only in the daily maintenance (02:00), after the day's first full
+    pass: the next hourly run evaluates everyone again, and the one after it does not."""
+    await create_badge(
+        api, "RISING", pb.BADGE_RULE_TYPE_THRESHOLD, {"conditions": [cond("repScore", "gte", 20)]}
+    )
+    user = await api.register()
+    for _ in range(3):
+        await api.bug(user)
+    assert (await run_badges(running))["awards"] == 1  # BUG_HUNTER: 50 XP and a badge
+    clock.at(1, hour=0)
+    assert (await run_badges(running))["full_pass"] == 1  # the day's first run
+    assert (await run_badges(running))["full_pass"] == 0
+    clock.at(1, hour=2)
+    result = await running.services.scheduler.run_now("daily_maintenance")
+    assert result.outcome is Outcome.SUCCEEDED
+    assert (await api.profile(user)).rep == 25
+    clock.at(1, hour=3)
+    after_fold = await run_badges(running)
+    assert (after_fold["full_pass"], after_fold["awards"]) == (1, 1)
+    assert "RISING" in [a.badge_code for a in await badges_of(api, user)]
+    assert (await run_badges(running))["full_pass"] == 0
+
+
+async def test_a_full_pass_asked_for_while_a_pass_runs_is_kept_for_the_next_run(
+    db: Database,
+) -> None:
+    """A pass that started before the request may have read the old repScores: only a pass
+    that started after it answers it."""
+    today = date(2026, 12, 1)
+    async with db.transaction() as session:
+        running_pass = await badge_queries.lock_state(session)
+    async with db.transaction() as session:
+        await badge_queries.request_full_pass(session)
+    async with db.transaction() as session:
+        await badge_queries.save_state(session, since=running_pass.started, full_day=today)
+    async with db.transaction() as session:
+        next_pass = await badge_queries.lock_state(session)
+    assert next_pass.full_pass_requested
+    async with db.transaction() as session:
+        await badge_queries.save_state(session, since=next_pass.started, full_day=today)
+    async with db.transaction() as session:
+        assert not (await badge_queries.lock_state(session)).full_pass_requested
 
 
 async def test_a_badge_counts_for_reputation_and_xp(
