@@ -43,7 +43,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import grpc
 import psutil  # type: ignore[import-untyped]
+from smartstart.conversion.v1 import conversion_service_pb2 as conversion_pb
+from smartstart.conversion.v1 import conversion_service_pb2_grpc as conversion_grpc
 
 from bench import database, gamification, pgbench, profile
 from bench.client import (
@@ -198,14 +201,14 @@ class Run:
             f"{self.workers if self.workers is not None else 'unset'});"
             f" PostgreSQL: {self.postgres_processes}"
         )
-        self.venture_id = database.create_venture(self.db)
         token = mint_token(
             sub=str(uuid.UUID(int=1)),
-            roles=["system"],
+            roles=["system", "board"],
             ttl_s=6 * 3600,
             key=JWT_SECRET,
             algorithm=HS256,
         )
+        self.venture_id = create_venture(self.server.target, token)
         self.pool.init(self.server.target, plan.channels_per_proc, token, self.venture_id, self.tag)
         self.memory["rss_start_mib"] = round(self.server.memory().rss_bytes / MIB, 1)
 
@@ -230,7 +233,7 @@ class Run:
             "onboard_wall_s": summary["wall_s"],
             "reputation": f"profiles.rep_milli = {REP_MILLI} in SQL for {updated} users"
             " (activity and two runs of the daily job would reach the gate; not what is measured)",
-            "venture": "one row inserted in SQL (CreateVenture is not served yet)",
+            "venture": "one, through ConversionService.CreateVenture",
             "task": "tier C, quality 3, one reviewer (the next user): 50 BUZ per call",
             "daily_cap": f"accepted_at is a random instant in the past {plan.history_days}"
             " UTC days, so the 2,000 BUZ/day cap (40 such tasks per user-day) is not what is"
@@ -493,6 +496,21 @@ def _ratio(ph: dict[str, dict[str, Any]], a: str, b: str, key: str) -> float | N
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def create_venture(target: str, token: str) -> str:
+    """The venture every task is rewarded under, made by the board through the API."""
+    with grpc.insecure_channel(target) as channel:
+        venture = conversion_grpc.ConversionServiceStub(channel).CreateVenture(
+            conversion_pb.CreateVentureRequest(
+                request_id=str(uuid.uuid4()),
+                name=f"bench venture {os.getpid()}",
+                conversion_pool_bps=1000,
+            ),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=30,
+        )
+    return str(venture.id)
 
 
 def main(argv: list[str] | None = None) -> int:

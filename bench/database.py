@@ -140,15 +140,6 @@ def server_version(db: BenchDatabase) -> str:
     return str(rows[0]["v"])
 
 
-def create_venture(db: BenchDatabase) -> str:
-    rows = fetch_sync(
-        db.dsn,
-        "INSERT INTO ventures (name, pool_bps) VALUES ($1, 1000) RETURNING id::text AS id",
-        f"bench venture {os.getpid()}",
-    )
-    return str(rows[0]["id"])
-
-
 def raise_reputation(db: BenchDatabase, user_ids: Sequence[str], rep_milli: int) -> int:
     """The reputation gate has no API setter (the daily job moves it): set it in SQL."""
     rows = fetch_sync(

@@ -26,6 +26,8 @@ from typing import Any
 
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
+from smartstart.conversion.v1 import conversion_service_pb2 as cpb
+from smartstart.conversion.v1 import conversion_service_pb2_grpc as cpb_grpc
 from smartstart.profile.v1 import profile_service_pb2 as ppb
 from smartstart.profile.v1 import profile_service_pb2_grpc as ppb_grpc
 from smartstart.wallet.v1 import wallet_service_pb2 as wpb
@@ -138,7 +140,11 @@ async def _measure(calls: int) -> dict[str, Any]:
     _attach(db, counts)
     running = await start_server(settings, db)
     token = mint_token(
-        sub=str(uuid.UUID(int=1)), roles=["system"], ttl_s=3600, key=JWT_SECRET, algorithm=HS256
+        sub=str(uuid.UUID(int=1)),
+        roles=["system", "board"],
+        ttl_s=3600,
+        key=JWT_SECRET,
+        algorithm=HS256,
     )
     auth = (("authorization", f"Bearer {token}"),)
     out: dict[str, Any] = {}
@@ -146,6 +152,7 @@ async def _measure(calls: int) -> dict[str, Any]:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             profile = ppb_grpc.ProfileServiceStub(channel)
             wallet = wpb_grpc.WalletServiceStub(channel)
+            conversion = cpb_grpc.ConversionServiceStub(channel)
             users: list[str] = []
             for i in range(3):
                 u = await profile.RegisterUser(
@@ -174,7 +181,14 @@ async def _measure(calls: int) -> dict[str, Any]:
                 )
                 users.append(u.user_id)
             await asyncio.to_thread(database.raise_reputation, db_info, users, 100_000)
-            venture = await asyncio.to_thread(database.create_venture, db_info)
+            venture = (
+                await conversion.CreateVenture(
+                    cpb.CreateVentureRequest(
+                        request_id="rt-venture", name="round trips", conversion_pool_bps=1000
+                    ),
+                    metadata=auth,
+                )
+            ).id
 
             async def issue(i: int) -> None:
                 reply = await wallet.RecordTaskAccepted(
