@@ -12,8 +12,8 @@ import grpc.aio
 import pytest
 from google.rpc import error_details_pb2
 from smartstart.conversion.v1 import conversion_service_pb2 as pb
+from smartstart.ops.v1 import ops_service_pb2_grpc as ops_grpc
 from smartstart.wallet.v1 import wallet_service_pb2 as wallet_pb
-from sqlalchemy import text
 
 from server.db.session import Database
 from tests.conversion.support import (
@@ -26,6 +26,7 @@ from tests.conversion.support import (
     scalar,
 )
 from tests.fixtures_server import MintToken, ServerFactory, rpc_status_of
+from tests.ops.support import update
 from tests.wallet.support import as_superuser, make_user
 
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
@@ -244,16 +245,12 @@ async def test_a_closed_or_finalized_window_takes_no_request(
 async def test_gates_follow_their_switches(
     db: Database, server_factory: ServerFactory, mint_token: MintToken
 ) -> None:
-    async with db.transaction() as session:
-        await session.execute(
-            text(
-                "UPDATE system_settings SET value = 'false'"
-                " WHERE key IN ('gates.require_kyc', 'gates.require_device_compliance')"
-            )
-        )
     running = await server_factory()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         api = Api.over(channel, mint_token)
+        ops = ops_grpc.OpsServiceStub(channel)
+        for key in ("gates.require_kyc", "gates.require_device_compliance"):
+            await ops.UpdateSetting(update(key, False), metadata=api.admin)
         user = await _funded(db, api, 1000, kyc="FAILED", compliant=None)
         window, venture = await api.window(100), await api.venture()
         assert (await api.request(user, window, venture, 1000)).granted_bps == 10
